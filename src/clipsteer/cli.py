@@ -1,0 +1,92 @@
+"""One CLI, `clipsteer <command>`, thin over the library.
+
+Every command is a frozen config dataclass plus a function that runs it. Flags are generated from
+the dataclass by tyro; `--config-file FILE` (TOML or YAML) supplies defaults that flags override.
+Commands with two words (`clipsteer world train-clip`) are registered under their full name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import tyro
+
+from clipsteer.config_files import load_config_file
+
+
+@dataclass(frozen=True)
+class Command:
+    """A CLI command: `target` is "module:function"; the function takes one config dataclass."""
+
+    target: str
+    config: str  # "module:ConfigClass"
+    help: str
+
+    def resolve(self) -> tuple[Callable[[Any], Any], type]:
+        def load(ref: str) -> Any:
+            module, name = ref.split(":")
+            return getattr(importlib.import_module(module), name)
+
+        return load(self.target), load(self.config)
+
+
+# Imports are lazy (strings) so that `clipsteer --help` is instant and one command's optional
+# dependencies never break another command.
+COMMANDS: dict[str, Command] = {
+    "demo": Command("clipsteer.demo:run_demo", "clipsteer.demo:DemoConfig",
+                    "Run the end-to-end pipeline on the embedded toy CLIP and synthetic world."),
+    "inspect-model": Command("clipsteer.models.commands:inspect_model", "clipsteer.models.commands:InspectModelConfig",
+                             "Load a CLIP checkpoint and print its layout, sites and a zero-shot sanity check."),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: clipsteer <command> [--config-file FILE] [flags]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {cmd.help}" for name, cmd in sorted(COMMANDS.items())]
+    lines += ["", "`clipsteer <command> --help` lists a command's flags."]
+    return "\n".join(lines)
+
+
+def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """Longest registered command name that prefixes argv (commands may be two words)."""
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if len(argv) >= n_words and name in COMMANDS:
+            return name, list(argv[n_words:])
+    raise SystemExit(f"clipsteer: unknown command {' '.join(argv[:2])!r}.\n\n{_usage()}")
+
+
+def _pop_config_file(args: list[str]) -> tuple[str | None, list[str]]:
+    for i, arg in enumerate(args):
+        if arg == "--config-file":
+            if i + 1 >= len(args):
+                raise SystemExit("clipsteer: --config-file needs a path")
+            return args[i + 1], args[:i] + args[i + 2 :]
+        if arg.startswith("--config-file="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
+    return None, args
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return None
+    name, rest = _split_command(argv)
+    run, config_cls = COMMANDS[name].resolve()
+    config_path, rest = _pop_config_file(rest)
+    default = load_config_file(config_path, config_cls) if config_path else None
+    assert dataclasses.is_dataclass(config_cls), f"{name}: config {config_cls} must be a dataclass"
+    config = tyro.cli(config_cls, args=rest, default=default, prog=f"clipsteer {name}",
+                      description=COMMANDS[name].help)
+    return run(config)
+
+
+if __name__ == "__main__":
+    main()
