@@ -1,0 +1,236 @@
+"""Backbone: one CLIP model with named hook sites, capture, interventions and resumable forwards.
+
+Interventions and captures are PyTorch hooks on the Hugging Face modules themselves, so they apply
+to every forward: ours (capture / encode_image / encode_from) and the model's own
+`get_image_features`. Our forward drives the block loop explicitly, which gives early exit
+(`capture` stops after the deepest requested block) and resumption (`encode_from`) for free.
+
+Token layout of the vision residual stream: index 0 is CLS, then `grid × grid` patches row-major.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import CLIPModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
+
+from clipsteer.models.loading import load_clip
+from clipsteer.models.preprocess import ImageLike, Preprocess
+from clipsteer.models.sites import Site, parse_site
+
+TokenSelection = Literal["all", "cls", "patches"]
+SiteFn = Callable[[Tensor], Tensor]  # [B, T, d] -> [B, T, d]
+
+
+def select_tokens(x: Tensor, tokens: TokenSelection) -> Tensor:
+    """[B, T, d] → [B, T', d] with T' = T (all), 1 (cls) or T − 1 (patches)."""
+    if tokens == "all":
+        return x
+    if tokens == "cls":
+        return x[:, :1]
+    if tokens == "patches":
+        return x[:, 1:]
+    raise ValueError(f"unknown token selection {tokens!r}; expected 'all', 'cls' or 'patches'")
+
+
+class Backbone:
+    """Wraps a HF `CLIPModel` (or a vision-only `CLIPVisionModelWithProjection`)."""
+
+    def __init__(self, model: CLIPModel | CLIPVisionModelWithProjection, tokenizer: PreTrainedTokenizerBase | None,
+                 preprocess: Preprocess, name: str = "clip", revision: str = "unknown"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.name = name
+        self.revision = revision
+        self.vision = model.vision_model
+        self.blocks: nn.ModuleList = self.vision.encoder.layers
+        cfg = self.vision.config
+        self.n_layers: int = cfg.num_hidden_layers
+        self.d_model: int = cfg.hidden_size
+        self.image_size: int = cfg.image_size
+        self.grid: int = cfg.image_size // cfg.patch_size
+        self.n_tokens: int = 1 + self.grid**2
+        self.embed_dim: int = model.visual_projection.out_features
+        assert preprocess.crop_size == self.image_size, "preprocessing must produce the model's input size"
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32, revision: str | None = None) -> Backbone:
+        loaded = load_clip(name_or_path, device=device, dtype=dtype, revision=revision)
+        return cls(loaded.model, loaded.tokenizer, loaded.preprocess, loaded.name, loaded.revision)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def has_text(self) -> bool:
+        return isinstance(self.model, CLIPModel)
+
+    @property
+    def logit_scale(self) -> float:
+        if not self.has_text:
+            return 100.0  # CLIP's trained value; vision-only checkpoints do not carry it
+        return float(self.model.logit_scale.detach().exp().clamp(max=100.0))
+
+    def site(self, site: str | Site) -> Site:
+        """Parse and validate a site name for this model (unknown sites list the valid ones)."""
+        return parse_site(site, self.n_layers)
+
+    # ------------------------------------------------------------------ images
+    def pixels(self, images: Sequence[ImageLike] | np.ndarray | Tensor) -> Tensor:
+        """PIL images / file paths / a uint8 [B, H, W, 3] batch → model-ready [B, 3, S, S] on the model's device."""
+        return self.preprocess(images).to(self.device, self.dtype)
+
+    def _check_pixels(self, pixels: Tensor) -> Tensor:
+        expected = (3, self.image_size, self.image_size)
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:
+            raise ValueError(f"expected pixels [B, {', '.join(map(str, expected))}], got {tuple(pixels.shape)}; "
+                             f"use Backbone.pixels(images) to preprocess")
+        return pixels.to(self.device, self.dtype)
+
+    # ------------------------------------------------------------------ forward pieces
+    def _embed(self, pixels: Tensor) -> Tensor:
+        """[B, 3, S, S] → resid_pre of block 0, [B, T, d]."""
+        return self.vision.pre_layrnorm(self.vision.embeddings(self._check_pixels(pixels)))
+
+    def _run_blocks(self, hidden: Tensor, start: int, stop: int) -> Tensor:
+        for block in self.blocks[start:stop]:
+            hidden = block(hidden, None)
+        return hidden
+
+    def _head(self, last_hidden: Tensor) -> Tensor:
+        """Final residual [B, T, d] → L2-normalised image embedding [B, embed_dim]."""
+        pooled = self.vision.post_layernorm(last_hidden[:, 0])
+        return F.normalize(self.model.visual_projection(pooled), dim=-1)
+
+    @torch.no_grad()
+    def encode_image(self, pixels: Tensor) -> Tensor:
+        """[B, 3, S, S] → normalised image embeddings [B, embed_dim] (interventions apply)."""
+        return self._head(self._run_blocks(self._embed(pixels), 0, self.n_layers))
+
+    @torch.no_grad()
+    def encode_from(self, site: str | Site, hidden: Tensor) -> Tensor:
+        """Resume the forward from a residual site: hidden [B, T, d] at `site` → embeddings [B, embed_dim].
+
+        Hooks at later sites still apply; the resumed site's own hooks do not (its value is given).
+        """
+        site = self.site(site)
+        if site.kind not in ("resid_pre", "resid_post"):
+            raise ValueError(f"encode_from needs a residual-stream site, got {site.name!r}; an additive edit "
+                             f"of blocks.{site.layer}.mlp_out equals the same edit of blocks.{site.layer}.resid_post")
+        if hidden.ndim != 3 or tuple(hidden.shape[1:]) != (self.n_tokens, self.d_model):
+            raise ValueError(f"expected hidden [B, {self.n_tokens}, {self.d_model}] at {site.name}, "
+                             f"got {tuple(hidden.shape)}")
+        start = site.layer if site.kind == "resid_pre" else site.layer + 1
+        return self._head(self._run_blocks(hidden.to(self.device, self.dtype), start, self.n_layers))
+
+    @torch.no_grad()
+    def capture(self, pixels: Tensor, sites: Sequence[str | Site],
+                tokens: TokenSelection = "all") -> dict[str, Tensor]:
+        """Activations at several sites from one forward that stops after the deepest one.
+
+        Returns {site name: Tensor[B, T', d]} with T' set by `tokens`; keys use canonical names.
+        """
+        parsed = [self.site(s) for s in sites]
+        if not parsed:
+            raise ValueError("capture needs at least one site")
+        captured: dict[str, Tensor] = {}
+
+        def record(site: Site) -> SiteFn:
+            def fn(x: Tensor) -> Tensor:
+                captured[site.name] = select_tokens(x, tokens).detach()
+                return x
+            return fn
+
+        with self._hooks([(s, record(s)) for s in parsed]):
+            deepest = max(parsed, key=lambda s: s.depth)
+            self._run_blocks(self._embed(pixels), 0, deepest.layer + 1)
+        return captured
+
+    # ------------------------------------------------------------------ interventions
+    @contextmanager
+    def intervene(self, site: str | Site, fn: SiteFn) -> Iterator[None]:
+        """Within the block, the activation x [B, T, d] at `site` is replaced by fn(x) in every forward."""
+        with self._hooks([(self.site(site), fn)]):
+            yield
+
+    @contextmanager
+    def _hooks(self, edits: Sequence[tuple[Site, SiteFn]]) -> Iterator[None]:
+        handles = []
+        try:
+            for site, fn in edits:
+                handles.append(self._register(site, fn))
+            yield
+        finally:
+            for handle in handles:  # only the handles we made: a user's own hooks survive
+                handle.remove()
+
+    def _register(self, site: Site, fn: SiteFn) -> torch.utils.hooks.RemovableHandle:
+        block = self.blocks[site.layer]
+
+        def checked(x: Tensor) -> Tensor:
+            y = fn(x)
+            if not isinstance(y, Tensor) or y.shape != x.shape:
+                raise ValueError(f"intervention at {site.name} must return a tensor of shape {tuple(x.shape)}, "
+                                 f"got {getattr(y, 'shape', type(y).__name__)}")
+            return y
+
+        if site.kind == "resid_pre":
+            def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+                if args:
+                    return (checked(args[0]), *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": checked(kwargs["hidden_states"])}
+            return block.register_forward_pre_hook(pre_hook, with_kwargs=True)
+        if site.kind == "resid_post":
+            return block.register_forward_hook(lambda m, a, out: checked(out))
+        if site.kind == "attn_out":
+            return block.self_attn.register_forward_hook(lambda m, a, out: (checked(out[0]), *out[1:]))
+        return block.mlp.register_forward_hook(lambda m, a, out: checked(out))
+
+    # ------------------------------------------------------------------ text and zero-shot
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+        """Strings → normalised text embeddings [N, embed_dim]."""
+        if not self.has_text or self.tokenizer is None:
+            raise ValueError(f"{self.name} has no text tower or tokenizer; zero-shot and steerability need a "
+                             f"full CLIPModel checkpoint with tokenizer files")
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError("encode_text expects a non-empty list of strings")
+        max_len = self.model.config.text_config.max_position_embeddings
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
+                                 max_length=max_len, return_tensors="pt").to(self.device)
+            feats = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask"))
+            feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+            out.append(F.normalize(feats.float(), dim=-1))
+        return torch.cat(out)
+
+    def zero_shot_head(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)) -> Tensor:
+        """CLIP's zero-shot classifier: per class, the renormalised mean of its normalised prompt embeddings.
+
+        Returns [C, embed_dim].
+        """
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError(f"templates must each contain '{{}}' for the class name, got {list(templates)}")
+        prompts = [t.format(name) for name in class_names for t in templates]
+        emb = self.encode_text(prompts).view(len(class_names), len(templates), -1)
+        return F.normalize(emb.mean(dim=1), dim=-1)
+
+    def zero_shot_logits(self, image_emb: Tensor, head: Tensor) -> Tensor:
+        """[B, E] × [C, E] → logits [B, C] at the model's logit scale."""
+        return self.logit_scale * image_emb.float() @ head.float().T
