@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "demo": Command("clipsteer.demo:run_demo", "clipsteer.demo:DemoConfig",
                     "Run the end-to-end pipeline on the embedded toy CLIP and synthetic world."),
     "inspect-model": Command("clipsteer.models.commands:inspect_model", "clipsteer.models.commands:InspectModelConfig",
-                             "Load a CLIP checkpoint and print its layout, sites and a zero-shot sanity check."),
+                             "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
 }
 
 
@@ -73,8 +73,9 @@ def _pop_config_file(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def run_command(argv: Sequence[str]) -> Any:
+    """Parse `argv` (without the program name), run the command and return its result."""
+    argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return None
@@ -86,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> Any:
     config = tyro.cli(config_cls, args=rest, default=default, prog=f"clipsteer {name}",
                       description=COMMANDS[name].help)
     return run(config)
+
+
+def main() -> None:
+    """Console entry point; results are printed by the commands themselves, never used as exit codes."""
+    run_command(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from clipsteer.cli import COMMANDS, run_command
+from clipsteer.models.testing import tiny_backbone
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    backbone = tiny_backbone(seed=1)
+    backbone.model.save_pretrained(folder)
+    backbone.tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(backbone.preprocess.to_hf_dict()))
+    return folder
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    run_command(["--help"])
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_every_command_resolves_to_a_function_and_frozen_config() -> None:
+    import dataclasses
+    for name, command in COMMANDS.items():
+        run, config_cls = command.resolve()
+        assert callable(run), name
+        assert dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen, name
+
+
+def test_flags(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    info = run_command(["inspect-model", "--model", str(checkpoint), "--json"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == info
+    assert info["n_layers"] == 3 and info["d_model"] == 32
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_config_file_supplies_defaults_and_flags_override(checkpoint: Path, tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cfg{suffix}"
+    path.write_text(f'model = "{checkpoint}"\njson = true\n' if suffix == ".toml"
+                    else f"model: {checkpoint}\njson: true\n")
+    info = run_command(["inspect-model", "--config-file", str(path), "--no-json"])
+    assert info["grid"] == 4
+
+
+def test_config_file_with_unknown_field_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text('model = "x"\nmodle = "typo"\n')
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['modle'\].*expected some of"):
+        run_command(["inspect-model", "--config-file", str(path)])
+
+
+def test_unknown_command_is_explained() -> None:
+    with pytest.raises(SystemExit, match="unknown command 'bogus'"):
+        run_command(["bogus"])
