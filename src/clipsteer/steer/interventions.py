@@ -76,8 +76,11 @@ def token_mask(tokens: TokenSelection | Tensor, batch: int, n_tokens: int, devic
     return mask.expand(batch, n_tokens) if mask.ndim == 1 else mask
 
 
-def apply_edit(f: Tensor, edit: Edit, mask: Tensor) -> Tensor:
-    """Codes f [B, T, F] → edited codes (a new tensor); mask [B, T] selects tokens."""
+def edited_values(f: Tensor, edit: Edit, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The features an edit touches and their new codes: (idx [k], new codes [B, T, k]).
+
+    f [B, T, F] are the current codes; mask [B, T] selects tokens. Untouched tokens keep their codes.
+    """
     idx = torch.as_tensor(edit.features, device=f.device)
     if int(idx.max()) >= f.shape[-1] or int(idx.min()) < 0:
         raise ValueError(f"feature index out of range: {list(edit.features)} for a dictionary of {f.shape[-1]} features")
@@ -95,24 +98,39 @@ def apply_edit(f: Tensor, edit: Edit, mask: Tensor) -> Tensor:
     where = mask[..., None].expand_as(old)
     if edit.only_where_active:
         where = where & (old != 0)
+    return idx, torch.where(where, new, old)
+
+
+def apply_edit(f: Tensor, edit: Edit, mask: Tensor) -> Tensor:
+    """Codes f [B, T, F] → edited codes (a new tensor)."""
+    idx, new = edited_values(f, edit, mask)
     out = f.clone()
-    out[..., idx] = torch.where(where, new, old)
+    out[..., idx] = new
     return out
 
 
 def edit_fn(dictionary: LinearDictionary, edits: Sequence[Edit], form: Form = "delta") -> SiteFn:
-    """A site function [B, T, d] → [B, T, d] applying `edits` through `dictionary`."""
+    """A site function [B, T, d] → [B, T, d] applying `edits` (in order) through `dictionary`."""
     if form not in ("delta", "replace"):
         raise ValueError(f"unknown form {form!r}; expected 'delta' or 'replace'")
 
     def fn(h: Tensor) -> Tensor:
         f = dictionary.codes(h)
-        edited = f
-        for edit in edits:
-            edited = apply_edit(edited, edit, token_mask(edit.tokens, h.shape[0], h.shape[1], h.device))
+        masks = [token_mask(edit.tokens, h.shape[0], h.shape[1], h.device) for edit in edits]
         if form == "replace":
-            return dictionary.reconstruct(h, edited).to(h.dtype)
-        delta = (edited - f) @ dictionary.directions().to(f)
+            for edit, mask in zip(edits, masks, strict=True):
+                f = apply_edit(f, edit, mask)
+            return dictionary.reconstruct(h, f).to(h.dtype)
+        # The delta form needs only the edited features' columns: cheap even for a 49k-feature SAE.
+        if len(edits) == 1:
+            idx, new = edited_values(f, edits[0], masks[0])
+        else:  # later edits see earlier ones
+            edited = f
+            for edit, mask in zip(edits, masks, strict=True):
+                edited = apply_edit(edited, edit, mask)
+            idx = torch.tensor(list(dict.fromkeys(j for edit in edits for j in edit.features)), device=f.device)
+            new = edited[..., idx]
+        delta = (new - f[..., idx]) @ dictionary.directions()[idx].to(f)
         return h + (dictionary.scale(h) * delta).to(h.dtype)
 
     return fn
