@@ -1,0 +1,79 @@
+"""Factor recovery: do SAE features detect the world's ground-truth factors?
+
+For each factor (a binary label per image, or per patch using the world's patch masks), the best
+single feature's AUROC, plus the two failure signatures the paper names, measured against truth:
+- splitting: how many features detect the same factor with AUROC ≥ `split_threshold` (0.9);
+- polysemanticity: how many distinct factors one feature detects with AUROC ≥ `poly_threshold` (0.8).
+Image-level feature activation = max over the image's tokens (a feature "fires on the image").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from clipsteer.evaluate.auroc import auroc
+
+
+@dataclass(frozen=True)
+class FactorScore:
+    factor: str
+    best_feature: int
+    auroc: float
+    n_detectors: int  # features with AUROC ≥ split threshold (splitting when > 1)
+
+
+@dataclass(frozen=True)
+class FactorRecovery:
+    scores: tuple[FactorScore, ...]
+    poly_counts: Tensor  # [F]: number of factors each feature detects with AUROC ≥ poly threshold
+
+    @property
+    def mean_auroc(self) -> float:
+        return sum(s.auroc for s in self.scores) / len(self.scores)
+
+    def mean_auroc_of(self, prefix: str) -> float:
+        chosen = [s.auroc for s in self.scores if s.factor.startswith(prefix)]
+        return sum(chosen) / len(chosen)
+
+    def summary(self) -> dict:
+        detecting = self.poly_counts[self.poly_counts > 0].float()
+        return {
+            "mean_auroc": round(self.mean_auroc, 4),
+            "factors": {s.factor: {"best_feature": s.best_feature, "auroc": round(s.auroc, 4),
+                                   "n_detectors": s.n_detectors} for s in self.scores},
+            "splitting_mean_detectors": round(sum(s.n_detectors for s in self.scores) / len(self.scores), 3),
+            "polysemantic_features": int((self.poly_counts > 1).sum()),
+            "mean_factors_per_detecting_feature": round(float(detecting.mean()), 3) if len(detecting) else 0.0,
+        }
+
+
+def factor_recovery(activations: Tensor, factors: dict[str, Tensor], split_threshold: float = 0.9,
+                    poly_threshold: float = 0.8) -> FactorRecovery:
+    """activations [N, F] (one row per image, or per patch); factors {name: bool [N]}.
+
+    Factors with no positives or no negatives in this sample are skipped (AUROC is undefined).
+    """
+    if activations.ndim != 2:
+        raise ValueError(f"activations must be [N, F], got {tuple(activations.shape)}")
+    scores, poly = [], torch.zeros(activations.shape[1], dtype=torch.long)
+    for name, labels in factors.items():
+        labels = labels.bool()
+        if labels.shape != activations.shape[:1]:
+            raise ValueError(f"factor {name!r}: labels {tuple(labels.shape)} vs activations {tuple(activations.shape)}")
+        if labels.all() or not labels.any():
+            continue
+        per_feature = auroc(activations, labels).cpu()
+        best = int(per_feature.argmax())
+        scores.append(FactorScore(name, best, float(per_feature[best]), int((per_feature >= split_threshold).sum())))
+        poly += (per_feature >= poly_threshold).long()
+    if not scores:
+        raise ValueError("no factor has both positive and negative examples in this sample")
+    return FactorRecovery(tuple(scores), poly)
+
+
+def image_level(token_acts: Tensor) -> Tensor:
+    """[N, T, F] → [N, F], the max over tokens."""
+    return token_acts.amax(dim=1)
