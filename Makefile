@@ -17,7 +17,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/clipsteer demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

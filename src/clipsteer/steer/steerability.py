@@ -98,6 +98,7 @@ class SteeringRun:
         self.clean_probs = mean_probs(clean, self.text, spec.temperature)  # [V]
         self.mask = token_mask(spec.tokens, *self.site_acts.shape[:2], self.site_acts.device)  # [N, T]
         self.scale = dictionary.scale(self.site_acts)  # [N, T, 1]
+        self._code_cache: dict[str, Tensor] = {}
 
     @property
     def closed_form_available(self) -> bool:
@@ -132,11 +133,21 @@ class SteeringRun:
             out.append(mean_probs(emb, self.text, self.spec.temperature))
         return torch.stack(out)
 
-    def _coefficients(self, features: Tensor) -> Tensor:
-        """c [N, T, K] = scale · (α − f_j) on the chosen tokens, 0 elsewhere."""
-        codes = self.dictionary.codes(self.site_acts)[..., features.to(self.site_acts.device)]
-        c = self.scale * (self.spec.alpha - codes)
-        return c * self.mask[..., None]
+    def _codes(self, cls_only: bool) -> Tensor:
+        """Clean codes, computed once: [N, 1, F] for the CLS row only, else [N, T, F] (N·T·F floats)."""
+        key = "cls" if cls_only else "all"
+        if key not in self._code_cache:
+            acts = self.site_acts[:, :1] if cls_only else self.site_acts
+            self._code_cache[key] = torch.cat([self.dictionary.codes(acts[i:i + self.image_batch])
+                                               for i in range(0, len(acts), self.image_batch)])
+        return self._code_cache[key]
+
+    def _coefficients(self, features: Tensor, cls_only: bool = False) -> Tensor:
+        """c [N, T, K] (T = 1 with cls_only) = scale · (α − f_j) on the chosen tokens, 0 elsewhere."""
+        tokens = slice(0, 1) if cls_only else slice(None)
+        codes = self._codes(cls_only)[..., features.to(self.site_acts.device)]
+        c = self.scale[:, tokens] * (self.spec.alpha - codes)
+        return c * self.mask[:, tokens, None]
 
     def _suffix(self, features: Tensor) -> Tensor:
         c = self._coefficients(features)  # [N, T, K]
@@ -163,7 +174,7 @@ class SteeringRun:
         z = h - h.mean(-1, keepdim=True)
         w = self.dictionary.directions()[features].to(h)  # [K, d]
         zw = w - w.mean(-1, keepdim=True)
-        c = self._coefficients(features)[:, 0].to(f64)  # [N, K]
+        c = self._coefficients(features, cls_only=True)[:, 0].to(f64)  # [N, K]
         d = h.shape[-1]
         var = ((z * z).sum(-1)[:, None] + 2 * c * (z @ zw.T) + c**2 * (zw * zw).sum(-1)) / d
         r = torch.sqrt(var + ln.eps)  # [N, K]
