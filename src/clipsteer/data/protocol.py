@@ -1,0 +1,48 @@
+"""The one interface every image dataset implements, and the error for images that cannot be read.
+
+A dataset is an indexable collection of images with a stable identity:
+- `len(ds)` images, addressed by index `0 <= i < len(ds)` (the index is what activation stores record),
+- `ds.load(i)` decodes image `i` as an RGB `PIL.Image.Image`, or raises `ImageReadError` naming the file,
+- `ds.fingerprint()` is a short string that changes whenever the dataset's contents or order could
+  change; harvests compare it before resuming so that a store never mixes two datasets,
+- `ds.name(i)` (optional) is a human-readable name, e.g. the file's relative path.
+
+Kept free of torch and transformers so that readers import instantly.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be decoded; the message names the file (or item) and what was expected."""
+
+
+@runtime_checkable
+class ImageDataset(Protocol):
+    def __len__(self) -> int: ...
+
+    def load(self, i: int) -> Image.Image:
+        """Image `i` as RGB; raises ImageReadError (naming the file) when it cannot be decoded."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A short string identifying the contents and order of the dataset."""
+        ...
+
+
+def image_name(dataset: ImageDataset, i: int) -> str:
+    """`dataset.name(i)` when the dataset provides names, else `"#<i>"`."""
+    name = getattr(dataset, "name", None)
+    return str(name(i)) if callable(name) else f"#{i}"
+
+
+def check_index(i: int, n: int, what: str) -> int:
+    """Validate an image index against a dataset of `n` images (negative indices are refused)."""
+    if not isinstance(i, int | np.integer) or not 0 <= int(i) < n:
+        raise IndexError(f"{what}: image index {i!r} out of range; expected an int in 0..{n - 1}")
+    return int(i)
