@@ -1,0 +1,225 @@
+"""The on-disk ActivationStore format (version 1): file names, metadata schema, validation.
+
+One store = one directory holding the activations of one site:
+
+    metadata.json        StoreMetadata as JSON; `"complete": true` only once every shard is written
+    progress.json        only while a harvest is running or was interrupted (see writer.py)
+    shard_00000.bin      rows [0, shard_rows) as raw little-endian fp16 or bf16, shape [rows, d_model]
+    shard_00000.idx      the same rows' (image_index, token_index) as little-endian int32, shape [rows, 2]
+    shard_00001.bin ...  every shard holds exactly `shard_rows` rows except possibly the last
+
+Rows are image-major: each harvested image contributes `n_tokens_per_image` consecutive rows, in
+token order, so harvested image k owns rows [k·T, (k+1)·T). `image_index` is the dataset index (skipped
+images leave gaps); `token_index` is the position in the model's full token layout (0 = CLS, 1.. =
+patches, row-major), so row r has token_index = first_token + r mod T. Nothing is pickled; raw
+shards are read with `numpy.memmap`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+PROGRESS_FILE = "progress.json"
+BYTES_PER_VALUE = 2
+VALUE_DTYPE = np.dtype("<u2")   # raw 16-bit patterns of fp16 / bf16 values
+INDEX_DTYPE = np.dtype("<i4")   # (image_index, token_index)
+
+StoreDtype = Literal["float16", "bfloat16"]
+Tokens = Literal["all", "cls", "patches"]
+STORE_DTYPES: tuple[str, ...] = get_args(StoreDtype)
+TOKEN_CHOICES: tuple[str, ...] = get_args(Tokens)
+TORCH_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class StoreError(ValueError):
+    """A store directory that is missing, incomplete, corrupt, or written in another format."""
+
+
+class StoreMismatchError(StoreError):
+    """A harvest would append to a store written from a different model, site, dataset or config."""
+
+
+def shard_file(i: int) -> str:
+    return f"shard_{i:05d}.bin"
+
+
+def index_file(i: int) -> str:
+    return f"shard_{i:05d}.idx"
+
+
+def tokens_layout(tokens: str, n_tokens_model: int) -> tuple[int, int]:
+    """(first_token, n_tokens_per_image) stored for a token selection from a model with n_tokens_model tokens."""
+    if tokens == "all":
+        return 0, n_tokens_model
+    if tokens == "cls":
+        return 0, 1
+    if tokens == "patches":
+        return 1, n_tokens_model - 1
+    raise ValueError(f"unknown token selection {tokens!r}; expected one of {list(TOKEN_CHOICES)}")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store holds. Its fingerprint decides whether a harvest may resume (append) into it."""
+
+    model_name: str
+    model_revision: str
+    model_dtype: str            # the dtype the model computed in, e.g. "float32"
+    site: str                   # canonical site name, e.g. "blocks.6.resid_post"
+    tokens: Tokens              # which tokens of each image were stored
+    dtype: StoreDtype           # storage dtype of the rows
+    d_model: int
+    n_tokens_per_image: int     # rows per harvested image (T)
+    first_token: int            # token_index of each image's first row: 0 (all, cls) or 1 (patches)
+    shard_rows: int             # rows per shard (the last shard may hold fewer)
+    dataset: str                # the dataset as the user named it (informational, not fingerprinted)
+    dataset_fingerprint: str
+    n_images_requested: int     # images the harvest visits: min(len(dataset), max_images)
+    batch_size: int             # forward batch; part of the fingerprint so a resume computes identical rows
+
+    def __post_init__(self) -> None:
+        assert self.tokens in TOKEN_CHOICES, f"tokens must be one of {TOKEN_CHOICES}, got {self.tokens!r}"
+        assert self.dtype in STORE_DTYPES, f"dtype must be one of {STORE_DTYPES}, got {self.dtype!r}"
+        assert self.d_model > 0 and self.n_tokens_per_image > 0 and self.shard_rows > 0 and self.batch_size > 0
+        assert self.first_token in (0, 1) and self.n_images_requested >= 0
+        assert (self.tokens == "patches") == (self.first_token == 1), "patch stores start at token 1"
+        assert self.tokens != "cls" or self.n_tokens_per_image == 1, "cls stores hold one row per image"
+
+    def fingerprint(self) -> str:
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "dataset"}
+        payload = json.dumps({"format_version": FORMAT_VERSION, **fields}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def differences(self, other: StoreSpec) -> list[str]:
+        """Fingerprinted fields that differ, as 'field: this vs other' lines."""
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        return [f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if k != "dataset" and mine[k] != theirs[k]]
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image the harvest could not read: dataset index, name (e.g. relative path), the error."""
+
+    index: int
+    name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StoreMetadata:
+    spec: StoreSpec
+    fingerprint: str
+    complete: bool
+    n_rows: int
+    n_images: int               # harvested (readable) images
+    n_shards: int
+    skipped: tuple[SkippedImage, ...] = ()
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self.spec.dtype]
+
+    def shard_rows(self, i: int) -> int:
+        """Rows in shard i."""
+        assert 0 <= i < self.n_shards, f"shard {i} out of range 0..{self.n_shards - 1}"
+        return min(self.spec.shard_rows, self.n_rows - i * self.spec.shard_rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version, "complete": self.complete, "fingerprint": self.fingerprint,
+            **dataclasses.asdict(self.spec),
+            "n_rows": self.n_rows, "n_images": self.n_images, "n_shards": self.n_shards,
+            "n_skipped": len(self.skipped), "skipped": [dataclasses.asdict(s) for s in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, source: Path) -> StoreMetadata:
+        """Parse and check a metadata.json object; every error names `source` and the field."""
+        if not isinstance(obj, dict):
+            raise StoreError(f"{source}: expected a JSON object, got {type(obj).__name__}")
+        version = obj.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(f"{source}: format_version {version!r} is not supported; this clipsteer reads "
+                             f"format_version {FORMAT_VERSION} (re-harvest with this version)")
+        spec_kwargs = {}
+        for f in dataclasses.fields(StoreSpec):
+            spec_kwargs[f.name] = _field(obj, f.name, int if f.type in ("int",) else str, source)
+        for name, choices in (("tokens", TOKEN_CHOICES), ("dtype", STORE_DTYPES)):
+            if spec_kwargs[name] not in choices:
+                raise StoreError(f"{source}: field {name!r} is {spec_kwargs[name]!r}; expected one of {list(choices)}")
+        try:
+            spec = StoreSpec(**spec_kwargs)
+        except AssertionError as err:
+            raise StoreError(f"{source}: inconsistent store description: {err}") from err
+        skipped_raw = _field(obj, "skipped", list, source)
+        skipped = []
+        for j, s in enumerate(skipped_raw):
+            where = f"skipped[{j}]"
+            if not isinstance(s, dict):
+                raise StoreError(f"{source}: field {where!r} expected an object, got {s!r}")
+            skipped.append(SkippedImage(_field(s, "index", int, source, where), _field(s, "name", str, source, where),
+                                        _field(s, "error", str, source, where)))
+        meta = cls(spec=spec, fingerprint=_field(obj, "fingerprint", str, source),
+                   complete=_field(obj, "complete", bool, source), n_rows=_field(obj, "n_rows", int, source),
+                   n_images=_field(obj, "n_images", int, source), n_shards=_field(obj, "n_shards", int, source),
+                   skipped=tuple(skipped))
+        if meta.fingerprint != spec.fingerprint():
+            raise StoreError(f"{source}: fingerprint {meta.fingerprint} does not match the fields it describes "
+                             f"({spec.fingerprint()}); the file was edited or corrupted")
+        if meta.complete:
+            meta.check_counts(source)
+        return meta
+
+    def check_counts(self, source: Path) -> None:
+        """Invariants of a complete store."""
+        t, s = self.spec.n_tokens_per_image, self.spec.shard_rows
+        problems = []
+        if self.n_rows != self.n_images * t:
+            problems.append(f"n_rows={self.n_rows} but n_images×n_tokens_per_image={self.n_images}×{t}")
+        if self.n_shards != math.ceil(self.n_rows / s):
+            problems.append(f"n_shards={self.n_shards} but ceil(n_rows / shard_rows)={math.ceil(self.n_rows / s)}")
+        if self.n_images + len(self.skipped) != self.spec.n_images_requested:
+            problems.append(f"n_images={self.n_images} + skipped={len(self.skipped)} ≠ "
+                            f"n_images_requested={self.spec.n_images_requested}")
+        if problems:
+            raise StoreError(f"{source}: inconsistent counts: " + "; ".join(problems))
+
+
+def _field(obj: dict, name: str, typ: type, source: Path, where: str = "") -> Any:
+    label = f"{where}.{name}" if where else name
+    if name not in obj:
+        raise StoreError(f"{source}: missing field {label!r}")
+    value = obj[name]
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if not ok:
+        raise StoreError(f"{source}: field {label!r} expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def read_metadata(directory: Path) -> StoreMetadata:
+    """Parse `directory/metadata.json` (complete or not)."""
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        hint = ""
+        if directory.is_dir():
+            children = sorted(p.name for p in directory.iterdir() if (p / METADATA_FILE).is_file())
+            if children:
+                hint = f"; it holds stores {children}: pass one of those directories"
+        raise StoreError(f"{path} not found: {directory} is not an activation store{hint}")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"{path}: not valid JSON ({err})") from err
+    return StoreMetadata.from_json(obj, path)

@@ -1,0 +1,145 @@
+"""`clipsteer harvest`: images → Backbone.capture (one forward, early exit) → one ActivationStore per site.
+
+    clipsteer harvest --sites blocks.2.resid_post blocks.3.resid_post --out acts/ \
+        --dataset world:train --tokens all --shard-rows 65536
+
+writes `acts/blocks.2.resid_post/` and `acts/blocks.3.resid_post/`. Rerunning the same command after an
+interruption resumes every store at its last complete shard and yields exactly the rows an
+uninterrupted run would have; a different model, site, dataset or config is refused (see writer.py).
+Memory stays bounded: a few decoded batches in flight plus one shard buffer per site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from clipsteer.activations.format import (
+    StoreDtype,
+    StoreError,
+    StoreSpec,
+    Tokens,
+    tokens_layout,
+)
+from clipsteer.activations.prefetch import iter_chunks
+from clipsteer.activations.writer import StoreWriter
+from clipsteer.data import ImageDataset, open_dataset
+from clipsteer.models.backbone import Backbone
+
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[1] / "assets" / "toy_clip")
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    sites: tuple[str, ...]
+    """Hook sites, e.g. blocks.2.resid_post; several sites share one forward (it stops after the deepest)."""
+    out: Path
+    """Output directory; each site's store is written to OUT/<site>/."""
+    model: str = DEFAULT_MODEL
+    """A Hugging Face CLIP checkpoint folder (default: the shipped toy CLIP)."""
+    dataset: str = "world:train"
+    """An image folder path, or world:<split> for the synthetic world."""
+    tokens: Tokens = "all"
+    """Which tokens to store: all (CLS + patches), cls, or patches. Loaders can select from an all-token store."""
+    batch_size: int = 64
+    """Images per forward (part of the store's fingerprint: a resume must use the same value)."""
+    shard_rows: int = 65536
+    """Rows per shard file (the unit of resume)."""
+    dtype: StoreDtype = "float16"
+    """Storage dtype of the rows."""
+    device: str = "cpu"
+    max_images: int | None = None
+    """Harvest only the first N images of the dataset."""
+    workers: int = 2
+    """Background threads decoding and preprocessing images (0: decode in the main thread)."""
+
+
+def harvest(config: HarvestConfig) -> dict[str, Path]:
+    """The CLI command: load the model and dataset, then `harvest_dataset`."""
+    dataset = open_dataset(config.dataset)
+    backbone = Backbone.from_pretrained(config.model, device=config.device)
+    return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
+                           batch_size=config.batch_size, shard_rows=config.shard_rows, dtype=config.dtype,
+                           max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset)
+
+
+def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: Tokens, batch_size: int,
+               shard_rows: int, dtype: StoreDtype, n_images: int, dataset_spec: str) -> StoreSpec:
+    first_token, n_tokens = tokens_layout(tokens, backbone.n_tokens)
+    return StoreSpec(
+        model_name=str(backbone.name), model_revision=str(backbone.revision),
+        model_dtype=str(backbone.dtype).removeprefix("torch."), site=site, tokens=tokens, dtype=dtype,
+        d_model=backbone.d_model, n_tokens_per_image=n_tokens, first_token=first_token, shard_rows=shard_rows,
+        dataset=dataset_spec, dataset_fingerprint=dataset.fingerprint(), n_images_requested=n_images,
+        batch_size=batch_size)
+
+
+def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[str], out: str | Path, *,
+                    tokens: Tokens = "all", batch_size: int = 64, shard_rows: int = 65536,
+                    dtype: StoreDtype = "float16", max_images: int | None = None, workers: int = 2,
+                    dataset_spec: str | None = None, progress: bool = True) -> dict[str, Path]:
+    """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}."""
+    if batch_size <= 0 or shard_rows <= 0:
+        raise ValueError(f"batch_size and shard_rows must be positive, got {batch_size} and {shard_rows}")
+    if max_images is not None and max_images <= 0:
+        raise ValueError(f"max_images must be positive when given, got {max_images}")
+    names = [backbone.site(s).name for s in sites]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"sites must be a non-empty list of distinct sites, got {list(sites)}")
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    out = Path(out).expanduser()
+    spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, batch_size=batch_size, shard_rows=shard_rows,
+                                dtype=dtype, n_images=n, dataset_spec=dataset_spec or repr(dataset))
+               for site in names}
+    writers = {site: StoreWriter.open(out / site, spec) for site, spec in spec_of.items()}
+    todo = {site: w for site, w in writers.items() if not w.complete}
+    if not todo:
+        print(f"harvest: all {len(writers)} stores under {out} are already complete; nothing to do")
+        return {site: w.directory for site, w in writers.items()}
+
+    spec = next(iter(spec_of.values()))
+    t, d = spec.n_tokens_per_image, spec.d_model
+    lead = min(todo.values(), key=lambda w: w.progress.resume_image)  # the store furthest behind
+    image, row = lead.progress.resume_image, lead.progress.resume_row
+    skipped = list(lead.progress.skipped)
+    assert image == n or image % batch_size == 0, f"resume point {image} is not a chunk boundary"
+    assert row % t == 0 and row // t + len(skipped) == image, "progress.json is inconsistent"
+    n_images = row // t
+    token_ids = np.arange(spec.first_token, spec.first_token + t, dtype=np.int32)
+    if image:
+        print(f"harvest: resuming at image {image}/{n} (row {row}) in {', '.join(str(w.directory) for w in todo.values())}")
+
+    with tqdm(total=n, initial=image, unit="img", desc="harvest", disable=not progress, dynamic_ncols=True) as bar:
+        for chunk in iter_chunks(dataset, image, n, batch_size, backbone.preprocess, workers):
+            skipped.extend(chunk.skipped)
+            b = len(chunk.indices)
+            if b:
+                acts = backbone.capture(chunk.pixels, list(todo), tokens=tokens)
+                index = np.stack([np.repeat(chunk.indices.astype(np.int32), t), np.tile(token_ids, b)], axis=1)
+                for site, writer in todo.items():
+                    x = acts[site]
+                    assert x.shape == (b, t, d), f"{site}: captured {tuple(x.shape)}, expected {(b, t, d)}"
+                    writer.add(row, x.reshape(b * t, d), index, chunk.start, chunk.end, skipped)
+            row += b * t
+            n_images += b
+            bar.update(chunk.end - chunk.start)
+            if chunk.skipped:
+                bar.set_postfix(skipped=len(skipped))
+    if n_images == 0:
+        raise StoreError(f"harvest: none of the {n} images could be read (first error: "
+                         f"{skipped[0].error if skipped else 'none'}); nothing was stored")
+    for writer in todo.values():
+        meta = writer.finish(n_images, skipped)
+        size_mb = meta.n_rows * d * 2 / 2**20
+        print(f"harvest: {writer.directory}  {meta.n_images} images × {t} tokens = {meta.n_rows} rows, "
+              f"{meta.n_shards} shards, {size_mb:.1f} MiB {dtype}, {len(skipped)} skipped")
+    for s in skipped[:5]:
+        print(f"harvest: skipped image {s.index} ({s.name}): {s.error}")
+    if len(skipped) > 5:
+        print(f"harvest: ... {len(skipped) - 5} more skipped images listed in metadata.json")
+    return {site: w.directory for site, w in writers.items()}
+

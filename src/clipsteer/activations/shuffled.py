@@ -1,0 +1,152 @@
+"""ShuffledLoader: the training stream — every row once per epoch, in a seeded shuffled order.
+
+Order of one epoch (a pure function of seed and epoch, so `start` can be computed, not replayed):
+1. the shards are permuted (rng seeded by [seed, epoch, 0]) and cut into windows of
+   `shards_per_window` consecutive shards (the in-memory shuffle buffer, ≈ `buffer_bytes`);
+2. each window is read sequentially (one file at a time), the selected tokens kept, and its rows
+   permuted (rng seeded by [seed, epoch, 1, window]);
+3. the stream is epoch 0's windows, then epoch 1's, ... forever; batch k is stream rows
+   [k·B, (k+1)·B), so batches stay full across window and epoch boundaries and each epoch's segment
+   of the stream holds every selected row exactly once.
+`batches(B, seed, start)` therefore jumps straight to window ⌊start·B⌋'s position: it loads only that
+window and skips the rows before the start, with no I/O for anything earlier.
+The next window is read in a background thread while the current one is served (memory: two windows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clipsteer.activations.format import StoreError
+from clipsteer.activations.selection import count_selected, plan_filter, selected_mask
+from clipsteer.activations.store import ActivationStore
+
+DEFAULT_BUFFER_BYTES = 512 * 2**20
+
+
+@dataclass
+class _Window:
+    data: Tensor     # [n, d] in the store's dtype
+    perm: Tensor     # [n] int64
+    pos: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.perm) - self.pos
+
+
+class ShuffledLoader:
+    """Implements the trainer's BatchSource: `batches(batch_size, seed, start=0)` and `d_in`."""
+
+    def __init__(self, store: ActivationStore, tokens: str = "all", buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+                 prefetch: bool = True):
+        self.store = store
+        self.tokens = tokens
+        self.filter = plan_filter(store.meta.spec, tokens, store.directory)
+        self.d_in: int = store.d_model
+        shard_bytes = store.meta.spec.shard_rows * store.d_model * 2
+        self.shards_per_window = max(1, buffer_bytes // shard_bytes)
+        self.prefetch = prefetch
+        spec = store.meta.spec
+        self.shard_counts = np.array([
+            count_selected(spec, self.filter, store.shard_start(i), store.shard_start(i) + store.meta.shard_rows(i))
+            for i in range(store.n_shards)], dtype=np.int64)
+        self.n_rows: int = int(self.shard_counts.sum())   # rows per epoch
+        if self.n_rows == 0:
+            raise StoreError(f"{store.directory}: no rows with tokens={tokens!r}")
+
+    def __repr__(self) -> str:
+        return (f"ShuffledLoader({self.store.directory}, tokens={self.tokens}, rows/epoch={self.n_rows}, "
+                f"d_in={self.d_in}, shards/window={self.shards_per_window})")
+
+    # ------------------------------------------------------------------ the epoch plan
+    def windows(self, seed: int, epoch: int) -> list[np.ndarray]:
+        """Shard ids of each window of `epoch`, in stream order."""
+        order = np.random.default_rng([seed, epoch, 0]).permutation(self.store.n_shards)
+        return [order[i:i + self.shards_per_window] for i in range(0, len(order), self.shards_per_window)]
+
+    def _load(self, seed: int, epoch: int, w: int, shards: np.ndarray) -> _Window:
+        spec, store = self.store.meta.spec, self.store
+        n = int(self.shard_counts[shards].sum())
+        out = np.empty((n, self.d_in), dtype=np.uint16)
+        filled = 0
+        for i in shards:
+            start, rows = store.shard_start(int(i)), store.meta.shard_rows(int(i))
+            expected = store.expected_tokens(start, start + rows)
+            if not np.array_equal(store.shard_index(int(i))[:, 1], expected):
+                raise StoreError(f"{store.directory}: shard {int(i)}'s token indices disagree with the row layout "
+                                 f"(first_token={spec.first_token}, T={spec.n_tokens_per_image}); the store is corrupt")
+            raw = store.shard_values(int(i))
+            mask = selected_mask(spec, self.filter, start, start + rows)
+            k = int(self.shard_counts[i])
+            out[filled:filled + k] = raw if mask is None else raw[mask]
+            filled += k
+        assert filled == n
+        perm = np.random.default_rng([seed, epoch, 1, w]).permutation(n)
+        return _Window(torch.from_numpy(out).view(store.torch_dtype), torch.from_numpy(perm))
+
+    # ------------------------------------------------------------------ BatchSource
+    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        """Endless float32 batches [batch_size, d_in]; batch k is the same for a given seed whatever `start`.
+
+        start: skip the first `start` batches (arithmetic, no reading), for an exactly resumed trainer.
+        """
+        if batch_size <= 0 or start < 0 or seed < 0:
+            raise ValueError(f"batch_size must be > 0, start ≥ 0 and seed ≥ 0 (got {batch_size}, {start}, {seed})")
+        epoch, offset = divmod(start * batch_size, self.n_rows)
+        return self._stream(batch_size, seed, epoch, offset)
+
+    def _keys(self, seed: int, epoch: int, offset: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """(epoch, window, shards, rows to skip) from the window holding `offset` of `epoch` onwards."""
+        first = True
+        while True:
+            windows = self.windows(seed, epoch)
+            ends = np.cumsum([self.shard_counts[s].sum() for s in windows])
+            w0 = int(np.searchsorted(ends, offset, side="right")) if first else 0
+            for w in range(w0, len(windows)):
+                skip = offset - (int(ends[w - 1]) if w else 0) if first else 0
+                first = False
+                yield epoch, w, windows[w], skip
+            epoch += 1
+
+    def _stream(self, batch_size: int, seed: int, epoch: int, offset: int) -> Iterator[Tensor]:
+        keys = self._keys(seed, epoch, offset)
+
+        def load_next() -> tuple[_Window, int]:
+            e, w, shards, skip = next(keys)
+            return self._load(seed, e, w, shards), skip
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipsteer-loader") if self.prefetch else None
+
+        def submit() -> Callable[[], tuple[_Window, int]]:
+            """Start reading the next window (in the background when prefetching); call the result to get it."""
+            return pool.submit(load_next).result if pool is not None else load_next
+
+        try:
+            pending = submit()
+            current: _Window | None = None
+            while True:
+                parts = []
+                need = batch_size
+                while need:
+                    if current is None or current.remaining == 0:
+                        current, skip = pending()
+                        current.pos = skip
+                        pending = submit()
+                        continue
+                    take = min(need, current.remaining)
+                    parts.append(current.data[current.perm[current.pos:current.pos + take]])
+                    current.pos += take
+                    need -= take
+                batch = parts[0].float() if len(parts) == 1 else torch.cat(parts).float()
+                assert batch.shape == (batch_size, self.d_in)
+                yield batch
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,163 @@
+"""ActivationStore: read-only access to a complete store directory (validated on open)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clipsteer.activations.format import (
+    INDEX_DTYPE,
+    PROGRESS_FILE,
+    VALUE_DTYPE,
+    StoreError,
+    StoreMetadata,
+    index_file,
+    read_metadata,
+    shard_file,
+)
+
+
+class ActivationStore:
+    """A complete, immutable store. Shards are memory-mapped lazily; nothing is read until asked."""
+
+    def __init__(self, directory: Path, meta: StoreMetadata):
+        self.directory = directory
+        self.meta = meta
+        self._values: dict[int, np.memmap] = {}
+        self._index: dict[int, np.memmap] = {}
+
+    @classmethod
+    def open(cls, directory: str | Path) -> ActivationStore:
+        """Validate and open. Errors name the file and what was expected: a missing metadata.json, an
+        interrupted harvest, an unsupported format_version, a missing or truncated shard."""
+        directory = Path(directory).expanduser()
+        if not directory.is_dir():
+            raise StoreError(f"activation store not found: {directory} is not a directory")
+        meta = read_metadata(directory)
+        if not meta.complete:
+            resumable = (directory / PROGRESS_FILE).is_file()
+            raise StoreError(f"{directory} is an incomplete store: its harvest was interrupted"
+                             f"{' (progress.json present)' if resumable else ''}; rerun the same `clipsteer "
+                             f"harvest` command to resume it")
+        store = cls(directory, meta)
+        for i in range(meta.n_shards):
+            store._check_file(shard_file(i), meta.shard_rows(i) * meta.spec.d_model * VALUE_DTYPE.itemsize,
+                              f"{meta.shard_rows(i)} rows × d_model {meta.spec.d_model} × 2 bytes")
+            store._check_file(index_file(i), meta.shard_rows(i) * 2 * INDEX_DTYPE.itemsize,
+                              f"{meta.shard_rows(i)} rows × 2 int32")
+        return store
+
+    def _check_file(self, name: str, expected: int, what: str) -> None:
+        path = self.directory / name
+        if not path.is_file():
+            raise StoreError(f"{path}: shard file missing (metadata.json lists {self.meta.n_shards} shards)")
+        size = path.stat().st_size
+        if size != expected:
+            kind = "truncated" if size < expected else "oversized"
+            raise StoreError(f"{path}: {kind} shard: {size} bytes, expected {expected} ({what})")
+
+    def __repr__(self) -> str:
+        s = self.meta.spec
+        return (f"ActivationStore({str(self.directory)!r}, site={s.site}, tokens={s.tokens}, rows={self.n_rows}, "
+                f"d_model={s.d_model}, {s.dtype})")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def d_model(self) -> int:
+        return self.meta.spec.d_model
+
+    @property
+    def n_rows(self) -> int:
+        return self.meta.n_rows
+
+    @property
+    def n_images(self) -> int:
+        return self.meta.n_images
+
+    @property
+    def n_shards(self) -> int:
+        return self.meta.n_shards
+
+    @property
+    def n_tokens_per_image(self) -> int:
+        return self.meta.spec.n_tokens_per_image
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return self.meta.torch_dtype
+
+    def shard_start(self, i: int) -> int:
+        """Global row index of shard i's first row."""
+        return i * self.meta.spec.shard_rows
+
+    # ------------------------------------------------------------------ raw access
+    def shard_values(self, i: int) -> np.memmap:
+        """Raw 16-bit patterns of shard i, [rows, d_model] (use `as_tensor` to reinterpret)."""
+        if i not in self._values:
+            rows = self.meta.shard_rows(i)
+            self._values[i] = np.memmap(self.directory / shard_file(i), dtype=VALUE_DTYPE, mode="r",
+                                        shape=(rows, self.d_model))
+        return self._values[i]
+
+    def shard_index(self, i: int) -> np.memmap:
+        """(image_index, token_index) of shard i's rows, int32 [rows, 2]."""
+        if i not in self._index:
+            rows = self.meta.shard_rows(i)
+            self._index[i] = np.memmap(self.directory / index_file(i), dtype=INDEX_DTYPE, mode="r", shape=(rows, 2))
+        return self._index[i]
+
+    def as_tensor(self, raw: np.ndarray) -> Tensor:
+        """Raw uint16 rows (a copy owned by the caller) → a tensor of the store's dtype, no copy."""
+        return torch.from_numpy(np.ascontiguousarray(raw, dtype=np.uint16)).view(self.torch_dtype)
+
+    def expected_tokens(self, start: int, stop: int) -> np.ndarray:
+        """token_index of global rows [start, stop) implied by the row layout."""
+        spec = self.meta.spec
+        return (spec.first_token + np.arange(start, stop) % spec.n_tokens_per_image).astype(np.int32)
+
+    def read(self, start: int, stop: int) -> Tensor:
+        """Rows [start, stop) (across shards) as float32 [stop − start, d_model]."""
+        return self.read_raw(start, stop).float()
+
+    def read_raw(self, start: int, stop: int) -> Tensor:
+        """Rows [start, stop) in the store's dtype (fp16/bf16) [stop − start, d_model]."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"{self.directory}: rows [{start}, {stop}) out of range [0, {self.n_rows})")
+        out = np.empty((stop - start, self.d_model), dtype=np.uint16)
+        s = self.meta.spec.shard_rows
+        row = start
+        while row < stop:
+            i = row // s
+            a, b = row - i * s, min(stop - i * s, self.meta.shard_rows(i))
+            out[row - start:row - start + b - a] = self.shard_values(i)[a:b]
+            row += b - a
+        return torch.from_numpy(out).view(self.torch_dtype)
+
+    def read_index(self, start: int, stop: int) -> np.ndarray:
+        """(image_index, token_index) of rows [start, stop), int32 [stop − start, 2]."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"{self.directory}: rows [{start}, {stop}) out of range [0, {self.n_rows})")
+        s = self.meta.spec.shard_rows
+        parts = []
+        row = start
+        while row < stop:
+            i = row // s
+            a, b = row - i * s, min(stop - i * s, self.meta.shard_rows(i))
+            parts.append(np.asarray(self.shard_index(i)[a:b]))
+            row += b - a
+        return np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int32)
+
+    def image_indices(self) -> np.ndarray:
+        """Dataset index of each harvested image, int64 [n_images] (ascending)."""
+        t = self.n_tokens_per_image
+        out = np.empty(self.n_images, dtype=np.int64)
+        s = self.meta.spec.shard_rows
+        for i in range(self.n_shards):
+            start = self.shard_start(i)
+            first = -(-start // t) * t            # first image-start row in this shard
+            rows = np.arange(first, start + self.meta.shard_rows(i), t)
+            out[rows // t] = self.shard_index(i)[rows - i * s, 0]
+        return out
