@@ -42,6 +42,8 @@ COMMANDS: dict[str, Command] = {
                     "Run the end-to-end pipeline on the embedded toy CLIP and synthetic world."),
     "inspect-model": Command("clipsteer.models.commands:inspect_model", "clipsteer.models.commands:InspectModelConfig",
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
+    "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
+                       "Run images through the model and store activations at one or more sites (resumable)."),
 }
 
 
