@@ -20,6 +20,7 @@ Three engines give the same numbers:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -46,7 +47,7 @@ class SteeringSpec:
 
 @dataclass(frozen=True)
 class SteeringScores:
-    """Per feature: S [K], P [K], top concept index [K], and Δ's top-5 indices [K, 5]."""
+    """Per feature: index [K], steerability S [K], power P [K], top concept index [K]."""
 
     features: Tensor
     steerability: Tensor
@@ -99,6 +100,8 @@ class SteeringRun:
         self.mask = token_mask(spec.tokens, *self.site_acts.shape[:2], self.site_acts.device)  # [N, T]
         self.scale = dictionary.scale(self.site_acts)  # [N, T, 1]
         self._code_cache: dict[str, Tensor] = {}
+        self._closed_form_cache: dict[str, dict[str, Tensor]] = {}
+        self._logit_buffer: Tensor | None = None
 
     @property
     def closed_form_available(self) -> bool:
@@ -113,14 +116,15 @@ class SteeringRun:
             raise ValueError(f"the closed form needs the last block's resid_post or mlp_out, not {self.site.name}")
         if engine == "suffix" and self.resume is None:
             raise ValueError(f"the suffix engine cannot resume from {self.site.name}; use engine='plain'")
-        step = {"plain": 1, "suffix": feature_batch, "closed_form": max(feature_batch, 64)}[engine]
+        step = {"plain": 1, "suffix": feature_batch, "closed_form": max(feature_batch, 32)}[engine]
         run = {"plain": self._plain, "suffix": self._suffix, "closed_form": self._closed_form}[engine]
-        deltas = []
+        parts = []  # scores per chunk: the [K, V] deltas are never kept for all features at once
         chunks = range(0, len(features), step)
         for start in tqdm(chunks, desc=f"steering ({engine})", disable=not progress or len(chunks) < 2):
             chunk = features[start:start + step]
-            deltas.append(run(chunk) - self.clean_probs)
-        return scores_from_delta(features, torch.cat(deltas))
+            parts.append(scores_from_delta(chunk, run(chunk) - self.clean_probs))
+        return SteeringScores(*(torch.cat([getattr(p, f.name) for p in parts])
+                                for f in dataclasses.fields(SteeringScores)))
 
     # ---------------------------------------------------------------- engines: features [K] → mean probs [K, V]
     def _plain(self, features: Tensor) -> Tensor:
@@ -161,31 +165,55 @@ class SteeringRun:
             emb[pair] = self.backbone.encode_from(self.resume, hidden.to(self.resume_acts.dtype))
         return mean_probs(emb.view(k_count, n, -1), self.text, self.spec.temperature)
 
+    def _closed_form_constants(self) -> dict[str, Tensor]:
+        """Per-run pieces of the closed form (float64): everything that does not depend on the feature."""
+        if "closed_form" not in self._closed_form_cache:
+            vision, model = self.backbone.vision, self.backbone.model
+            ln, proj = vision.post_layernorm, model.visual_projection
+            assert proj.bias is None, "CLIP's visual projection has no bias"
+            f64 = torch.float64
+            A = proj.weight.detach().to(f64) * ln.weight.detach().to(f64)  # [E, d]: projection ∘ LN gain
+            q = proj.weight.detach().to(f64) @ ln.bias.detach().to(f64)  # [E]: projection of LN bias
+            h = self.resume_acts[:, 0].to(f64)  # CLS row [N, d]
+            z = h - h.mean(-1, keepdim=True)
+            a = z @ A.T  # [N, E]
+            text = self.text.to(f64)
+            self._closed_form_cache["closed_form"] = {
+                "A": A, "q": q, "z": z, "a": a, "text32": self.text,
+                "zz": (z * z).sum(-1), "aa": (a * a).sum(-1), "aq": a @ q, "qq": q @ q,
+                "aT": (a @ text.T).float(), "qT": (q @ text.T).float(), "eps": torch.tensor(ln.eps, dtype=f64),
+            }
+        return self._closed_form_cache["closed_form"]
+
     @torch.no_grad()
     def _closed_form(self, features: Tensor) -> Tensor:
-        vision, model = self.backbone.vision, self.backbone.model
-        ln, proj = vision.post_layernorm, model.visual_projection
-        assert proj.bias is None, "CLIP's visual projection has no bias"
+        k = self._closed_form_constants()
         f64 = torch.float64
-        gamma, beta = ln.weight.to(f64), ln.bias.to(f64)
-        A = proj.weight.to(f64) * gamma  # [E, d]
-        q = proj.weight.to(f64) @ beta  # [E]
-        h = self.resume_acts[:, 0].to(f64)  # CLS row [N, d]
-        z = h - h.mean(-1, keepdim=True)
-        w = self.dictionary.directions()[features].to(h)  # [K, d]
+        w = self.dictionary.directions()[features].to(f64)  # [K, d]
         zw = w - w.mean(-1, keepdim=True)
         c = self._coefficients(features, cls_only=True)[:, 0].to(f64)  # [N, K]
-        d = h.shape[-1]
-        var = ((z * z).sum(-1)[:, None] + 2 * c * (z @ zw.T) + c**2 * (zw * zw).sum(-1)) / d
-        r = torch.sqrt(var + ln.eps)  # [N, K]
-        a, b = z @ A.T, zw @ A.T  # [N, E], [K, E]
-        norm2 = (((a * a).sum(-1)[:, None] + 2 * c * (a @ b.T) + c**2 * (b * b).sum(-1)) / r**2
-                 + 2 * ((a @ q)[:, None] + c * (b @ q)) / r + q @ q)
-        text = self.text.to(f64)
-        f32 = torch.float32  # the [K, N, V] tensor is large: scalars in float64, the bulk in float32
-        aT, bT, qT = (a @ text.T).to(f32), (b @ text.T).to(f32), (q @ text.T).to(f32)  # [N,V], [K,V], [V]
-        cT, inv_r, inv_norm = c.T.to(f32), (1 / r).T.to(f32), (1 / norm2.sqrt()).T.to(f32)  # [K, N]
-        # cos[k, n, v] = ((aT[n,v] + c[n,k]·bT[k,v]) / r[n,k] + qT[v]) / ‖u[n,k]‖
-        cos = torch.addcmul(aT[None], cT[..., None], bT[:, None]).mul_(inv_r[..., None]).add_(qT)
-        cos.mul_((self.spec.temperature * inv_norm)[..., None])
-        return torch.softmax(cos, dim=-1).mean(dim=1)
+        # LN of h + c·w: mean shifts by c·mean(w); centred vector z + c·zw; variance below.
+        var = (k["zz"][:, None] + 2 * c * (k["z"] @ zw.T) + c**2 * (zw * zw).sum(-1)) / zw.shape[-1]
+        r = torch.sqrt(var + k["eps"])  # [N, K]
+        b = zw @ k["A"].T  # [K, E]
+        # u = (a + c·b)/r + q is the unnormalised embedding; its norm from precomputed dot products.
+        norm2 = ((k["aa"][:, None] + 2 * c * (k["a"] @ b.T) + c**2 * (b * b).sum(-1)) / r**2
+                 + 2 * (k["aq"][:, None] + c * (b @ k["q"])) / r + k["qq"])
+        bT = b.float() @ k["text32"].T  # [K, V]
+        # logit[k, n, v] = τ·(α·aT[n,v] + β·bT[k,v] + γ·qT[v]) with α = 1/(r‖u‖), β = c·α, γ = 1/‖u‖.
+        gamma = self.spec.temperature / norm2.sqrt()  # [N, K]
+        alpha_ = (gamma / r).T.float()  # [K, N]
+        beta = (c * gamma / r).T.float()
+        gamma = gamma.T.float()
+        # The [K, N, V] block is the whole cost: fill one reused buffer in place (fresh allocations of
+        # this size cost more in page faults than the arithmetic), then softmax-and-average via bmm.
+        n_feat, n_img, n_voc = len(features), *k["aT"].shape
+        if self._logit_buffer is None or self._logit_buffer.shape[0] < n_feat:
+            self._logit_buffer = torch.empty(n_feat, n_img, n_voc, device=k["aT"].device)
+        logits = self._logit_buffer[:n_feat]
+        torch.mul(k["aT"][None], alpha_[..., None], out=logits)
+        logits.addcmul_(beta[..., None], bT[:, None])
+        logits.addcmul_(gamma[..., None], k["qT"])
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+        weights = 1.0 / (logits.sum(dim=-1) * n_img)  # [K, N]: softmax normaliser and the mean over images
+        return torch.bmm(weights[:, None, :], logits).squeeze(1)
