@@ -108,8 +108,10 @@ class SteeringRun:
         return self.resume is not None and self.resume == Site(self.backbone.n_layers - 1, "resid_post")
 
     def scores(self, features: Sequence[int] | Tensor, engine: Engine = "auto", feature_batch: int = 16,
-               progress: bool = True) -> SteeringScores:
+               progress: bool = True, alpha: float | None = None) -> SteeringScores:
+        """Scores of `features`, clamped to `alpha` (default: the spec's α; the clean pass is shared)."""
         features = torch.as_tensor(features, dtype=torch.long)
+        alpha = self.spec.alpha if alpha is None else alpha
         if engine == "auto":
             engine = "closed_form" if self.closed_form_available else ("suffix" if self.resume else "plain")
         if engine == "closed_form" and not self.closed_form_available:
@@ -122,15 +124,15 @@ class SteeringRun:
         chunks = range(0, len(features), step)
         for start in tqdm(chunks, desc=f"steering ({engine})", disable=not progress or len(chunks) < 2):
             chunk = features[start:start + step]
-            parts.append(scores_from_delta(chunk, run(chunk) - self.clean_probs))
+            parts.append(scores_from_delta(chunk, run(chunk, alpha) - self.clean_probs))
         return SteeringScores(*(torch.cat([getattr(p, f.name) for p in parts])
                                 for f in dataclasses.fields(SteeringScores)))
 
     # ---------------------------------------------------------------- engines: features [K] → mean probs [K, V]
-    def _plain(self, features: Tensor) -> Tensor:
+    def _plain(self, features: Tensor, alpha: float) -> Tensor:
         out = []
         for j in features.tolist():
-            edit = Edit((j,), "clamp", self.spec.alpha, self.spec.tokens)
+            edit = Edit((j,), "clamp", alpha, self.spec.tokens)
             with self.backbone.intervene(self.site, edit_fn(self.dictionary, [edit])):
                 emb = torch.cat([self.backbone.encode_image(self.pixels[i:i + self.image_batch])
                                  for i in range(0, len(self.pixels), self.image_batch)])
@@ -146,15 +148,15 @@ class SteeringRun:
                                                for i in range(0, len(acts), self.image_batch)])
         return self._code_cache[key]
 
-    def _coefficients(self, features: Tensor, cls_only: bool = False) -> Tensor:
+    def _coefficients(self, features: Tensor, alpha: float, cls_only: bool = False) -> Tensor:
         """c [N, T, K] (T = 1 with cls_only) = scale · (α − f_j) on the chosen tokens, 0 elsewhere."""
         tokens = slice(0, 1) if cls_only else slice(None)
         codes = self._codes(cls_only)[..., features.to(self.site_acts.device)]
-        c = self.scale[:, tokens] * (self.spec.alpha - codes)
+        c = self.scale[:, tokens] * (alpha - codes)
         return c * self.mask[:, tokens, None]
 
-    def _suffix(self, features: Tensor) -> Tensor:
-        c = self._coefficients(features)  # [N, T, K]
+    def _suffix(self, features: Tensor, alpha: float) -> Tensor:
+        c = self._coefficients(features, alpha)  # [N, T, K]
         w = self.dictionary.directions()[features].to(c)  # [K, d]
         n, k_count = len(self.pixels), len(features)
         emb = torch.empty(k_count * n, self.backbone.embed_dim, device=c.device)
@@ -186,12 +188,12 @@ class SteeringRun:
         return self._closed_form_cache["closed_form"]
 
     @torch.no_grad()
-    def _closed_form(self, features: Tensor) -> Tensor:
+    def _closed_form(self, features: Tensor, alpha: float) -> Tensor:
         k = self._closed_form_constants()
         f64 = torch.float64
         w = self.dictionary.directions()[features].to(f64)  # [K, d]
         zw = w - w.mean(-1, keepdim=True)
-        c = self._coefficients(features, cls_only=True)[:, 0].to(f64)  # [N, K]
+        c = self._coefficients(features, alpha, cls_only=True)[:, 0].to(f64)  # [N, K]
         # LN of h + c·w: mean shifts by c·mean(w); centred vector z + c·zw; variance below.
         var = (k["zz"][:, None] + 2 * c * (k["z"] @ zw.T) + c**2 * (zw * zw).sum(-1)) / zw.shape[-1]
         r = torch.sqrt(var + k["eps"])  # [N, K]
