@@ -15,40 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from clipsteer.data.folder import read_rgb, to_rgb
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ImageLike = Image.Image | str | Path
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be decoded; the message names the file."""
-
-
-def open_image(path: str | Path) -> Image.Image:
-    """Decode an image file fully and return it as RGB, or raise ImageReadError naming the file."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
-    except FileNotFoundError as err:
-        raise ImageReadError(f"image file not found: {path}") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"cannot read image {path}: {err} (expected a decodable image file)") from err
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK and alpha images become RGB (alpha composited on white)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -122,7 +96,7 @@ class Preprocess:
 
     def _as_rgb(self, img: ImageLike) -> Image.Image:
         if isinstance(img, str | Path):
-            return open_image(img)
+            return read_rgb(Path(img))
         if not isinstance(img, Image.Image):
             raise TypeError(f"expected a PIL image or a file path, got {type(img).__name__}")
         return to_rgb(img)
