@@ -44,6 +44,12 @@ COMMANDS: dict[str, Command] = {
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
     "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
                        "Run images through the model and store activations at one or more sites (resumable)."),
+    "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.train:TrainClipConfig",
+                                "Train the toy CLIP contrastively on the synthetic world (resumable)."),
+    "world evaluate": Command("clipsteer.world.evaluate:evaluate_world", "clipsteer.world.evaluate:EvaluateConfig",
+                              "Zero-shot, spurious-correlation and typographic metrics of a toy CLIP."),
+    "world show": Command("clipsteer.world.show:show_world", "clipsteer.world.show:ShowConfig",
+                          "Write a PNG grid of world samples with their captions."),
 }
 
 

@@ -1,0 +1,40 @@
+"""The synthetic world: procedural 64×64 images with known factors, and the toy CLIP trained on them.
+
+Factors of an image (label arrays in `WorldBatch.labels`, all int16 [N] with -1 = absent, indices into
+the tuples of `clipsteer.world.factors`):
+    shape        SHAPES: circle square triangle star cross heart moon arrow (-1 on text-only images)
+    colour       COLOUR_NAMES: red yellow orange purple pink white black grey
+    background   BACKGROUND_NAMES: sea pond (water family) grass sand (land family)
+    family       0 water, 1 land
+    size         0 small, 1 big (radius below/above the middle of its range)
+    word         the written class word (index into SHAPES), -1 when no word is drawn
+    note         1 when the word sits on a light sticky note
+    word_matches 1 when the word names the drawn shape
+    text_height  font height in pixels (0 without text)
+    radius, cx, cy, rotation   float32 geometry (pixels, degrees)
+Per-patch masks on the model's 8×8 patch grid (`WorldDataset.masks(batch)` → bool [N, 8, 8] each):
+    object (the patch shows object pixels), word (word ink), note (note paper), background (nothing else);
+    raw counts per patch: `WorldBatch.patch_counts` uint8 [N, 4, 8, 8] for background/object/note/word.
+
+Pretraining distribution (`WorldConfig`, each structure with its strength): Waterbirds-like
+(WATER_SHAPES star+moon on water, LAND_SHAPES cross+arrow on land, `background_strength`), CelebA-like
+(RED_SHAPES heart+triangle red, YELLOW_SHAPES square+circle yellow, `attribute_strength`) and reading
+(`p_text` words naming the shape with `p_text_match`, `p_text_only` word-only images captioned like objects).
+
+Evaluation sets (`clipsteer.world.evalsets`, train/val/test by seed): zero_shot, zero_shot_balanced,
+background (2×2 groups), attribute (2×2 groups), typographic (clean / attacked / blank note triples).
+Datasets: `WorldDataset(task, split, variant, n)` implements the ImageDataset protocol and `.arrays()`;
+`clipsteer.data.open_dataset("world:typographic/test/attacked")` opens one from a spec string.
+
+Toy CLIP: `clipsteer.world.toy_clip` (HF CLIPModel config, word-level tokenizer, checkpoint layout),
+trained by `clipsteer world train-clip`, evaluated by `clipsteer world evaluate`; the trained checkpoint
+ships in `clipsteer/assets/toy_clip` (`SHIPPED_CHECKPOINT`) with its world version and fingerprint.
+"""
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.dataset import MASK_KINDS, WorldDataset, open_world_dataset, patch_masks
+from clipsteer.world.generate import WorldBatch
+from clipsteer.world.paths import SHIPPED_CHECKPOINT
+
+__all__ = ["MASK_KINDS", "SHIPPED_CHECKPOINT", "WorldBatch", "WorldConfig", "WorldDataset", "open_world_dataset",
+           "patch_masks"]

@@ -1,0 +1,67 @@
+"""Template captions that mention only what is drawn, and the closed vocabulary they use.
+
+Object image: "[a photo of|a picture of|an image of] a [size] [colour] SHAPE [on the FAMILY] [with the
+word|that says|labeled|with the text W]". Text-only image: mostly captioned like an object ("a photo
+of a W"), otherwise "the word W", "a sign that says W", "text that says W on the FAMILY".
+`caption` returns the text and the set of factors it mentions (a subset of MENTIONABLE).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.factors import COLOUR_NAMES, FAMILIES, SHAPES, SIZES, family_of
+from clipsteer.world.scene import Scene
+
+MENTIONABLE = ("shape", "colour", "size", "background", "word")
+PREFIXES = ("a photo of", "a picture of", "an image of", "")
+WORD_PHRASES = ("with the word", "that says", "labeled", "with the text")
+TEMPLATE_WORDS = ("a", "an", "photo", "picture", "image", "of", "on", "the", "with", "word", "that", "says",
+                  "labeled", "text", "sign")
+VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + SIZES + COLOUR_NAMES + SHAPES + FAMILIES
+CONTEXT_LENGTH = 16  # tokens including <bos> and <eos>; the longest caption needs 16
+
+
+def _article(next_word: str) -> str:
+    return "an" if next_word[0] in "aeiou" else "a"
+
+
+def _object_phrase(prefix: str, words: list[str]) -> str:
+    head = f"{_article(words[0])} {' '.join(words)}"
+    return f"{prefix} {head}".strip()
+
+
+def size_word(scene: Scene, cfg: WorldConfig) -> str:
+    return SIZES[int(scene.radius >= (cfg.radius_min + cfg.radius_max) / 2)]
+
+
+def caption(scene: Scene, cfg: WorldConfig) -> tuple[str, frozenset[str]]:
+    """(caption, mentioned factors); the draws use the scene's own key, independent of the image RNG."""
+    rng = np.random.default_rng([*scene.seed_key, 104729])
+    prefix = PREFIXES[int(rng.integers(len(PREFIXES)))]
+    family = family_of(scene.background)
+    word = scene.word
+    if scene.shape is None:
+        assert word is not None, "a text-only scene must carry a word"
+        if rng.random() < cfg.p_text_only_as_object:
+            return _object_phrase(prefix, [word]), frozenset({"word"})
+        options = (f"the word {word}", f"a sign that says {word}", f"text that says {word} on the {family}")
+        choice = int(rng.integers(len(options)))
+        return options[choice], frozenset({"word", "background"} if choice == 2 else {"word"})
+    mentions = {"shape"}
+    words = [scene.shape]
+    if rng.random() < cfg.p_caption_colour:
+        words.insert(0, scene.colour)  # type: ignore[arg-type]
+        mentions.add("colour")
+    if rng.random() < cfg.p_caption_size:
+        words.insert(0, size_word(scene, cfg))
+        mentions.add("size")
+    text = _object_phrase(prefix, words)
+    if rng.random() < cfg.p_caption_background:
+        text += f" on the {family}"
+        mentions.add("background")
+    if word is not None and (word != scene.shape or rng.random() < cfg.p_caption_matching_word):
+        text += f" {WORD_PHRASES[int(rng.integers(len(WORD_PHRASES)))]} {word}"
+        mentions.add("word")
+    return text, frozenset(mentions)

@@ -1,0 +1,115 @@
+"""World splits as datasets: the `ImageDataset` protocol (`len`, `load(i)`, `fingerprint()`) plus a fast
+array accessor (`arrays()` → `WorldBatch`: images uint8 [N, S, S, 3], labels, per-patch masks).
+
+Spec strings (`clipsteer.data.open_dataset("world:<spec>")`): `TASK[/SPLIT[/VARIANT]][:N]`, e.g.
+`pretraining/train:20000`, `background/test`, `typographic/test/attacked`. Defaults: split `train`,
+the task's first variant, N = DEFAULT_SIZES[task]. A bare split (`world:val`) means the pretraining task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+
+import numpy as np
+from PIL import Image
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.evalsets import DEFAULT_SIZES, SPLITS, TASKS, VARIANTS, scene_maker
+from clipsteer.world.generate import WorldBatch, render_scenes
+from clipsteer.world.render import render
+from clipsteer.world.version import WORLD_VERSION
+
+MASK_KINDS: tuple[str, ...] = ("object", "word", "note", "background")
+
+
+def patch_masks(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-patch bool masks [N, G, G] from layer counts [N, 4, G, G] (layers background/object/note/word):
+    object / word / note: the patch shows at least one pixel of it; background: the patch shows nothing else."""
+    assert counts.ndim == 4 and counts.shape[1] == 4, f"expected counts [N, 4, G, G], got {counts.shape}"
+    background, obj, note, word = (counts[:, k] for k in range(4))
+    return {"object": obj > 0, "word": word > 0, "note": note > 0,
+            "background": (obj == 0) & (note == 0) & (word == 0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldDataset:
+    """`n` items of one task/split/variant of the world; images render on demand, deterministically."""
+
+    task: str = "pretraining"
+    split: str = "train"
+    variant: str = "images"
+    n: int = 0  # 0: the task's default size
+    world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown world task {self.task!r}; choose from {TASKS}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; choose from {SPLITS}")
+        if self.variant not in VARIANTS[self.task]:
+            raise ValueError(f"task {self.task!r} has variants {VARIANTS[self.task]}, not {self.variant!r}")
+        if self.n < 0:
+            raise ValueError(f"n must be >= 0, got {self.n}")
+        if self.n == 0:
+            object.__setattr__(self, "n", DEFAULT_SIZES[self.task])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def scene(self, i: int):
+        if not 0 <= i < self.n:
+            raise IndexError(f"world {self.task}/{self.split}: index {i} out of range 0..{self.n - 1}")
+        return scene_maker(self.task, self.split, self.world)(i)[self.variant]
+
+    def load(self, i: int) -> Image.Image:
+        image, _ = render(self.scene(int(i)), self.world)
+        return Image.fromarray(image, mode="RGB")
+
+    def name(self, i: int) -> str:
+        return f"world:{self.task}/{self.split}/{self.variant}#{i}"
+
+    def fingerprint(self) -> str:
+        text = repr((WORLD_VERSION, self.task, self.split, self.variant, self.n, dataclasses.asdict(self.world)))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def arrays(self, start: int = 0, stop: int | None = None) -> WorldBatch:
+        """Items [start, stop) as arrays (images, captions, labels, patch counts)."""
+        stop = self.n if stop is None else stop
+        assert 0 <= start <= stop <= self.n, f"bad range [{start}, {stop}) of {self.n}"
+        return _render_range(self, start, stop)
+
+    def masks(self, batch: WorldBatch) -> dict[str, np.ndarray]:
+        return patch_masks(batch.patch_counts)
+
+
+@functools.lru_cache(maxsize=16)
+def _render_range(ds: WorldDataset, start: int, stop: int) -> WorldBatch:
+    make = scene_maker(ds.task, ds.split, ds.world)
+    return render_scenes([make(i)[ds.variant] for i in range(start, stop)], ds.world)
+
+
+def parse_spec(spec: str, world: WorldConfig | None = None) -> WorldDataset:
+    """`TASK[/SPLIT[/VARIANT]][:N]` (or a bare split for the pretraining task) → WorldDataset."""
+    body, _, count = spec.partition(":")
+    parts = [p for p in body.split("/") if p]
+    if not parts:
+        raise ValueError(f"empty world spec {spec!r}; expected TASK[/SPLIT[/VARIANT]][:N], tasks {TASKS}")
+    if parts[0] in SPLITS:
+        parts = ["pretraining", *parts]
+    if len(parts) > 3:
+        raise ValueError(f"world spec {spec!r} has too many parts; expected TASK[/SPLIT[/VARIANT]][:N]")
+    task = parts[0]
+    split = parts[1] if len(parts) > 1 else "train"
+    variant = parts[2] if len(parts) > 2 else VARIANTS.get(task, ("images",))[0]
+    try:
+        n = int(count) if count else 0
+    except ValueError:
+        raise ValueError(f"world spec {spec!r}: N must be an integer, got {count!r}") from None
+    return WorldDataset(task=task, split=split, variant=variant, n=n, world=world or WorldConfig())
+
+
+def open_world_dataset(spec: str) -> WorldDataset:
+    """Entry point for `clipsteer.data.open_dataset('world:<spec>')`."""
+    return parse_spec(spec)

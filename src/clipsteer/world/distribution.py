@@ -1,0 +1,70 @@
+"""The pretraining distribution: which categorical factors each training image gets.
+
+`pretraining_scene(seed, index, cfg)` is a pure function of (seed, index), so any image of the stream can
+be regenerated on its own (random access, resumable training, reproducible shards).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.factors import (
+    ATTRIBUTE_COLOURS,
+    BACKGROUNDS,
+    COLOUR_NAMES,
+    LAND_SHAPES,
+    RED_SHAPES,
+    SHAPES,
+    WATER_SHAPES,
+    YELLOW_SHAPES,
+)
+from clipsteer.world.scene import Scene, draw_scene
+
+WATER_TYPES = tuple(b for b, f in BACKGROUNDS.items() if f == "water")
+LAND_TYPES = tuple(b for b, f in BACKGROUNDS.items() if f == "land")
+
+
+def pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def background_for(shape: str | None, rng: np.random.Generator, cfg: WorldConfig) -> str:
+    """Waterbirds-like: a water (land) shape is on water (land) with probability background_strength."""
+    p_water = 0.5
+    if shape in WATER_SHAPES:
+        p_water = cfg.background_strength
+    elif shape in LAND_SHAPES:
+        p_water = 1.0 - cfg.background_strength
+    return pick(rng, WATER_TYPES if rng.random() < p_water else LAND_TYPES)
+
+
+def colour_for(shape: str, rng: np.random.Generator, cfg: WorldConfig) -> str:
+    """CelebA-like: red (yellow) shapes are red (yellow) with probability attribute_strength, else the other."""
+    red, yellow = ATTRIBUTE_COLOURS
+    if shape in RED_SHAPES:
+        return red if rng.random() < cfg.attribute_strength else yellow
+    if shape in YELLOW_SHAPES:
+        return yellow if rng.random() < cfg.attribute_strength else red
+    return pick(rng, COLOUR_NAMES)
+
+
+def other_shape(shape: str, rng: np.random.Generator) -> str:
+    return pick(rng, tuple(s for s in SHAPES if s != shape))
+
+
+def pretraining_scene(seed: int, index: int, cfg: WorldConfig) -> Scene:
+    key = (seed, index)
+    rng = np.random.default_rng(key)
+    note = bool(rng.random() < cfg.p_note)
+    if rng.random() < cfg.p_text_only:
+        word = pick(rng, SHAPES)
+        return draw_scene(rng, cfg, key=key, background=background_for(None, rng, cfg), shape=None, colour=None,
+                          word=word, note=note)
+    shape = pick(rng, SHAPES)
+    background = background_for(shape, rng, cfg)
+    colour = colour_for(shape, rng, cfg)
+    word = None
+    if rng.random() < cfg.p_text:
+        word = shape if rng.random() < cfg.p_text_match else other_shape(shape, rng)
+    return draw_scene(rng, cfg, key=key, background=background, shape=shape, colour=colour, word=word, note=note)

@@ -1,0 +1,31 @@
+"""A fingerprint of the world: sha256 over rendered sample images, captions, labels and patch counts.
+
+Stored beside a trained checkpoint (world.json); a test re-renders and compares, so any change to the
+generator that would invalidate the shipped toy CLIP fails loudly instead of silently skewing results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.distribution import pretraining_scene
+from clipsteer.world.generate import render_indices
+from clipsteer.world.version import WORLD_VERSION
+
+FINGERPRINT_SEED = 424242
+FINGERPRINT_IMAGES = 96
+
+
+def world_fingerprint(cfg: WorldConfig) -> str:
+    batch = render_indices(lambda i: pretraining_scene(FINGERPRINT_SEED, i, cfg), range(FINGERPRINT_IMAGES), cfg)
+    digest = hashlib.sha256(WORLD_VERSION.encode())
+    digest.update(repr(sorted(dataclasses.asdict(cfg).items())).encode())
+    digest.update(batch.images.tobytes())
+    digest.update(batch.patch_counts.tobytes())
+    digest.update("\n".join(batch.captions).encode())
+    for name in sorted(batch.labels):
+        digest.update(name.encode())
+        digest.update(batch.labels[name].tobytes())
+    return digest.hexdigest()[:24]

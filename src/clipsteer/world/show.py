@@ -1,0 +1,56 @@
+"""`clipsteer world show`: a PNG grid of world samples, each with its caption underneath."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.dataset import WorldDataset
+from clipsteer.world.evalsets import SPLITS, TASKS, VARIANTS
+
+
+@dataclass(frozen=True)
+class ShowConfig:
+    out: Path = Path("world_samples.png")
+    task: str = "pretraining"
+    """One of: pretraining, zero_shot, zero_shot_balanced, background, attribute, typographic."""
+    split: str = "train"
+    variant: str = ""
+    """Typographic: clean, attacked or blank (default: all three side by side per item)."""
+    n: int = 24
+    columns: int = 6
+    scale: int = 3
+    """Pixel upscaling of each 64×64 image."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+
+def _caption_lines(text: str, width_px: int) -> list[str]:
+    return textwrap.wrap(text, width=max(8, width_px // 6))[:3]
+
+
+def show_world(cfg: ShowConfig) -> Path:
+    if cfg.task not in TASKS or cfg.split not in SPLITS:
+        raise ValueError(f"task must be one of {TASKS} and split one of {SPLITS}")
+    variants = (cfg.variant,) if cfg.variant else VARIANTS[cfg.task]
+    batches = [WorldDataset(cfg.task, cfg.split, v, n=cfg.n, world=cfg.world).arrays() for v in variants]
+    tiles = [(b.images[i], b.captions[i]) for i in range(cfg.n) for b in batches]
+    side = cfg.world.image_size * cfg.scale
+    text_h = 40
+    cols = cfg.columns * len(variants) if len(variants) > 1 else cfg.columns
+    rows = -(-len(tiles) // cols)
+    sheet = Image.new("RGB", (cols * (side + 8), rows * (side + text_h + 8)), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default()
+    for k, (image, text) in enumerate(tiles):
+        r, c = divmod(k, cols)
+        x, y = c * (side + 8) + 4, r * (side + text_h + 8) + 4
+        sheet.paste(Image.fromarray(image).resize((side, side), Image.Resampling.NEAREST), (x, y))
+        for j, line in enumerate(_caption_lines(text, side)):
+            draw.text((x, y + side + 2 + 12 * j), line, fill="black", font=font)
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(cfg.out)
+    print(f"wrote {len(tiles)} samples to {cfg.out}")
+    return cfg.out

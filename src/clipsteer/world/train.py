@@ -1,0 +1,261 @@
+"""`clipsteer world train-clip`: contrastive training of the toy CLIP on the pretraining stream.
+
+Recipe (from the feasibility prototype's measurements): AdamW (0.9, 0.98), lr 2e-3 with linear warm-up
+and one cosine decay, weight decay 0.1 on matrices, grad-clip 1, bf16 autocast, logit scale ≤ 100.
+Captions repeat within a batch ("a photo of a star"), so the loss treats identical captions as shared
+positives (a multi-positive InfoNCE) instead of as negatives of each other.
+Resumable: `out/state.pt` holds model + optimiser + step; the data stream is a pure function of the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import CLIPModel
+
+from clipsteer.world.config import WorldConfig
+from clipsteer.world.distribution import pretraining_scene
+from clipsteer.world.factors import SHAPES
+from clipsteer.world.fingerprint import world_fingerprint
+from clipsteer.world.generate import render_indices
+from clipsteer.world.stream import batch_loader
+from clipsteer.world.toy_clip import (
+    ToyClipArch,
+    preprocess_for,
+    save_checkpoint,
+    tokenize,
+    toy_clip_config,
+    world_tokenizer,
+)
+from clipsteer.world.version import WORLD_VERSION
+
+STATE_FILE = "state.pt"
+PROBE_SEED = 777_001
+
+
+@dataclass(frozen=True)
+class TrainClipConfig:
+    out: Path = Path("runs/toy_clip")
+    """Run folder: state.pt (resume), train.log, and the exported HF checkpoint in out/final."""
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup: int = 150
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    workers: int = 1
+    """DataLoader worker processes rendering the stream (0 renders in the training process)."""
+    bf16: bool = True
+    checkpoint_every: int = 200
+    probe_every: int = 250
+    """Every N steps log zero-shot accuracy on clean images and on text-only images (0 disables)."""
+    probe_images: int = 512
+    log_every: int = 20
+    """Write a JSON line (mean loss of the last `log_every` steps, lr, throughput) to train.log."""
+    resume: bool = True
+    time_budget_s: float = 0.0
+    """If > 0, the cosine schedule runs on wall time: progress = max(step/steps, elapsed/budget) and the run
+    ends when it reaches 1. For shared or unknown CPUs; the step count reached is recorded in world.json."""
+    stop_after: int = 0
+    """If > 0, save state and return after this many steps in this invocation (resume later)."""
+    arch: ToyClipArch = field(default_factory=ToyClipArch)
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.batch_size < 2 or self.lr <= 0 or self.warmup < 0:
+            raise ValueError("need steps > 0, batch_size >= 2, lr > 0, warmup >= 0")
+
+
+def progress_at(step: int, elapsed_s: float, cfg: TrainClipConfig) -> float:
+    """Fraction of the schedule done, in [0, 1] (by steps, or by wall time under a time budget)."""
+    by_steps = step / cfg.steps
+    return min(1.0, max(by_steps, elapsed_s / cfg.time_budget_s) if cfg.time_budget_s > 0 else by_steps)
+
+
+def lr_at(step: int, progress: float, cfg: TrainClipConfig) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from lr to 0 over the rest of the schedule."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    warm = cfg.warmup / cfg.steps
+    after = (progress - warm) / max(1e-9, 1.0 - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, after))))
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, input_ids: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over [B, D] L2-normalised embeddings; identical captions are shared positives."""
+    assert image_emb.shape == text_emb.shape and image_emb.shape[0] == input_ids.shape[0]
+    logits = logit_scale.exp() * image_emb.float() @ text_emb.float().T  # [B, B]
+    same = (input_ids[:, None, :] == input_ids[None, :, :]).all(-1).float()  # [B, B], symmetric, diag 1
+    targets = same / same.sum(1, keepdim=True)
+    loss_i2t = -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+    loss_t2i = -(targets * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    return (loss_i2t + loss_t2i) / 2
+
+
+def param_groups(model: CLIPModel, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        is_embedding = "embedding" in name or name == "logit_scale"
+        (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Probe:
+    """Zero-shot 'a photo of a {shape}' accuracy on clean object images and on text-only images."""
+
+    def __init__(self, cfg: TrainClipConfig) -> None:
+        clean = dataclasses.replace(cfg.world, p_text=0.0, p_text_only=0.0)
+        words = dataclasses.replace(cfg.world, p_text_only=1.0)
+        n = cfg.probe_images
+        self.preprocess = preprocess_for(cfg.world)
+        a = render_indices(lambda i: pretraining_scene(PROBE_SEED, i, clean), range(n), clean)
+        b = render_indices(lambda i: pretraining_scene(PROBE_SEED + 1, i, words), range(n), words)
+        self.sets = {"clean": (a.images, a.labels["shape"]), "read": (b.images, b.labels["word"])}
+        self.prompts = tokenize(world_tokenizer(), [f"a photo of a {s}" for s in SHAPES])
+
+    @torch.no_grad()
+    def __call__(self, model: CLIPModel) -> dict[str, float]:
+        model.eval()
+        head = F.normalize(model.get_text_features(input_ids=self.prompts).pooler_output, dim=-1)
+        result = {}
+        for name, (images, target) in self.sets.items():
+            emb = model.get_image_features(pixel_values=self.preprocess(images)).pooler_output
+            pred = (F.normalize(emb, dim=-1) @ head.T).argmax(1).numpy()
+            result[name] = float((pred == target).mean())
+        model.train()
+        return result
+
+
+# Fields that do not change the trajectory; everything else must match to resume. The time budget may be
+# extended on resume (the cosine then follows the new budget from where it is).
+_NOT_IN_KEY = ("out", "threads", "workers", "checkpoint_every", "probe_every", "probe_images", "log_every",
+               "resume", "stop_after", "time_budget_s")
+
+
+def _config_key(cfg: TrainClipConfig) -> str:
+    d = dataclasses.asdict(cfg)
+    for k in _NOT_IN_KEY:
+        d.pop(k)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+class Run:
+    """One invocation of train-clip: model + optimiser + step/time bookkeeping, state file, log."""
+
+    def __init__(self, cfg: TrainClipConfig) -> None:
+        self.cfg = cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        self.state_path = cfg.out / STATE_FILE
+        self.log_file = (cfg.out / "train.log").open("a")
+        torch.manual_seed(cfg.seed)
+        self.model = CLIPModel(toy_clip_config(cfg.world, cfg.arch))
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
+                                     eps=1e-6)
+        self.start, self.before_s, self.t0 = 0, 0.0, time.time()
+        if cfg.resume and self.state_path.is_file():
+            self._restore()
+
+    def _restore(self) -> None:
+        state = torch.load(self.state_path, weights_only=False)
+        if state["config"] != _config_key(self.cfg):
+            raise ValueError(f"{self.state_path} was written by a different training config; use another --out "
+                             f"or --no-resume to start over")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.start, self.before_s = state["step"], state["elapsed_s"]
+        self.log({"resumed_at": self.start})
+
+    def elapsed(self) -> float:
+        return self.before_s + time.time() - self.t0
+
+    def log(self, row: dict) -> None:
+        print(json.dumps(row), file=self.log_file, flush=True)
+
+    def save(self, step: int) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": step,
+                    "elapsed_s": self.elapsed(), "config": _config_key(self.cfg)}, tmp)
+        tmp.replace(self.state_path)
+
+    def step(self, images: torch.Tensor, input_ids: torch.Tensor, lr: float, preprocess) -> float:
+        """One optimiser step on images uint8 [B, S, S, 3] and input_ids int64 [B, L]; returns the loss."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        pixels = preprocess(images)  # float32 [B, 3, S, S]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            out = self.model(input_ids=input_ids, pixel_values=pixels)
+        loss = contrastive_loss(out.image_embeds, out.text_embeds, input_ids, self.model.logit_scale)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} (lr {lr})")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(max=math.log(100.0))
+        return loss.item()
+
+    def export(self, steps_done: int, last_loss: float | None) -> Path:
+        final = self.cfg.out / "final"
+        info = {"world_version": WORLD_VERSION, "fingerprint": world_fingerprint(self.cfg.world),
+                "training": json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str)),
+                "trained_steps": steps_done, "images_seen": steps_done * self.cfg.batch_size,
+                "final_loss": last_loss, "train_seconds": round(self.elapsed(), 1)}
+        save_checkpoint(final, self.model.eval(), self.cfg.world, info)
+        self.log({"exported": str(final)})
+        return final
+
+
+def train_clip(cfg: TrainClipConfig) -> Path:
+    """Train (or resume) and export the HF checkpoint to cfg.out/final; returns that folder
+    (or the run folder when `stop_after` ended the invocation early; nothing is exported then)."""
+    torch.set_num_threads(cfg.threads)
+    run = Run(cfg)
+    run.model.train()
+    preprocess = preprocess_for(cfg.world)
+    probe = Probe(cfg) if cfg.probe_every else None
+    loader = batch_loader(cfg.world, cfg.seed, cfg.batch_size, run.start, cfg.steps, cfg.workers)
+    seen, window, last_loss, probed_at = 0, [], None, -1
+    done = run.start
+    bar = tqdm(loader, total=cfg.steps, initial=run.start, desc="train-clip", unit="step", dynamic_ncols=True)
+    for step, (images, input_ids) in enumerate(bar, start=run.start):
+        progress = progress_at(step, run.elapsed(), cfg)
+        if progress >= 1.0:  # the time budget is spent
+            break
+        lr = lr_at(step, progress, cfg)
+        last_loss = run.step(images, input_ids, lr, preprocess)
+        done, seen = step + 1, seen + len(images)
+        window.append(last_loss)
+        rate = seen / (time.time() - run.t0)
+        bar.set_postfix(loss=f"{np.mean(window):.3f}", img_s=f"{rate:.0f}")
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            run.log({"step": done, "loss": round(float(np.mean(window)), 4), "lr": lr, "progress": round(progress, 4),
+                     "img_s": round(rate, 1), "scale": round(run.model.logit_scale.exp().item(), 2),
+                     "elapsed_s": round(run.elapsed(), 1)})
+            window.clear()
+        if probe is not None and (done % cfg.probe_every == 0 or done == cfg.steps):
+            run.log({"step": done, "probe": probe(run.model)})
+            probed_at = done
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            run.save(done)
+        if cfg.stop_after and done - run.start >= cfg.stop_after and done < cfg.steps:
+            run.save(done)
+            run.log({"stopped_at": done})
+            return cfg.out
+    bar.close()
+    run.save(done)
+    if probe is not None and probed_at != done:
+        run.log({"step": done, "probe": probe(run.model)})
+    return run.export(done, last_loss)
