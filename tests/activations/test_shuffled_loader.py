@@ -86,3 +86,34 @@ def test_token_selection_errors_and_d_in_check(store_factory) -> None:
         check_d_in(source, 768)
     with pytest.raises(ValueError, match="batch_size must be > 0"):
         next(source.batches(0, seed=0))
+
+
+def test_producer_errors_reach_the_consumer_and_threads_stop(store_factory) -> None:
+    import threading
+
+    from clipsteer.activations.format import index_file
+
+    def loader_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("clipsteer-") and t.is_alive()]
+
+    directory, _, _ = store_factory(n_images=20, shard_rows=9)
+    stream = open_shuffled(directory, buffer_bytes=9 * 8 * 2).batches(4, seed=0)
+    next(stream)
+    assert loader_threads()
+    stream.close()
+    assert not loader_threads()
+    path = directory / index_file(1)
+    index = np.fromfile(path, dtype="<i4").reshape(-1, 2)
+    index[:, 1] = 0
+    index.tofile(path)
+    with pytest.raises(StoreError, match="shard 1's token indices disagree with the row layout"):
+        list(islice(open_shuffled(directory, buffer_bytes=9 * 8 * 2).batches(4, seed=0), 100))
+    assert not loader_threads()
+
+
+def test_implements_the_trainers_batch_source_protocol(store_factory) -> None:
+    source_module = pytest.importorskip("clipsteer.sae.source")
+    directory, _, spec = store_factory(n_images=4)
+    source = open_shuffled(directory)
+    assert isinstance(source, source_module.BatchSource) and source.d_in == spec.d_model
+    assert source.store.meta.spec.site == spec.site and source.store.meta.spec.model_name == spec.model_name

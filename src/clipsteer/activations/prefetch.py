@@ -19,10 +19,6 @@ from torch import Tensor
 
 from clipsteer.activations.format import SkippedImage
 from clipsteer.data import ImageDataset, ImageReadError, image_name
-from clipsteer.models.preprocess import ImageReadError as ModelImageReadError
-
-# Both mean "this file cannot be decoded": the dataset layer's error and the model preprocessing's.
-UNREADABLE = (ImageReadError, ModelImageReadError)
 
 Preprocess = Callable[[Sequence[Image.Image]], Tensor]   # images → float32 [b, 3, S, S]
 
@@ -47,7 +43,7 @@ def read_chunk(dataset: ImageDataset, start: int, end: int, preprocess: Preproce
         try:
             images.append(dataset.load(i))
             kept.append(i)
-        except UNREADABLE as err:
+        except ImageReadError as err:
             skipped.append(SkippedImage(i, image_name(dataset, i), str(err)))
     pixels = preprocess(images) if images else None
     return ImageChunk(start, end, np.array(kept, dtype=np.int64), pixels, tuple(skipped))

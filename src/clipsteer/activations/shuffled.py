@@ -4,13 +4,16 @@ Order of one epoch (a pure function of seed and epoch, so `start` can be compute
 1. the shards are permuted (rng seeded by [seed, epoch, 0]) and cut into windows of
    `shards_per_window` consecutive shards (the in-memory shuffle buffer, ≈ `buffer_bytes`);
 2. each window is read sequentially (one file at a time), the selected tokens kept, and its rows
-   permuted (rng seeded by [seed, epoch, 1, window]);
+   permuted (rng seeded by [seed, epoch, 1, window]) — scattered to their shuffled places as they
+   are read, so serving a batch is a contiguous slice plus the conversion to float32;
 3. the stream is epoch 0's windows, then epoch 1's, ... forever; batch k is stream rows
    [k·B, (k+1)·B), so batches stay full across window and epoch boundaries and each epoch's segment
    of the stream holds every selected row exactly once.
 `batches(B, seed, start)` therefore jumps straight to window ⌊start·B⌋'s position: it loads only that
 window and skips the rows before the start, with no I/O for anything earlier.
-The next window is read in a background thread while the current one is served (memory: two windows).
+With `prefetch` (default), batches are made in a background thread (up to PREFETCH_BATCHES ahead)
+and the next window is read in another while the current one is served (memory: two windows), so a
+trainer's step overlaps all loader work. Without it, everything runs in the caller's thread.
 """
 
 from __future__ import annotations
@@ -23,22 +26,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from clipsteer.activations.background import in_background
 from clipsteer.activations.format import StoreError
 from clipsteer.activations.selection import count_selected, plan_filter, selected_mask
 from clipsteer.activations.store import ActivationStore
 
 DEFAULT_BUFFER_BYTES = 512 * 2**20
+PREFETCH_BATCHES = 4
 
 
 @dataclass
 class _Window:
-    data: Tensor     # [n, d] in the store's dtype
-    perm: Tensor     # [n] int64
+    data: Tensor     # [n, d] in the store's dtype, already in stream order (row p = window row perm[p])
     pos: int = 0
 
     @property
     def remaining(self) -> int:
-        return len(self.perm) - self.pos
+        return len(self.data) - self.pos
 
 
 class ShuffledLoader:
@@ -72,24 +76,28 @@ class ShuffledLoader:
         return [order[i:i + self.shards_per_window] for i in range(0, len(order), self.shards_per_window)]
 
     def _load(self, seed: int, epoch: int, w: int, shards: np.ndarray) -> _Window:
+        """Read a window's shards sequentially, scattering each row straight to its shuffled position:
+        out[p] = rows[perm[p]], so serving the window is reading contiguous slices."""
         spec, store = self.store.meta.spec, self.store
         n = int(self.shard_counts[shards].sum())
+        perm = np.random.default_rng([seed, epoch, 1, w]).permutation(n)
+        destination = np.empty(n, dtype=np.int64)
+        destination[perm] = np.arange(n)
         out = np.empty((n, self.d_in), dtype=np.uint16)
         filled = 0
-        for i in shards:
-            start, rows = store.shard_start(int(i)), store.meta.shard_rows(int(i))
+        for i in map(int, shards):
+            start, rows = store.shard_start(i), store.meta.shard_rows(i)
             expected = store.expected_tokens(start, start + rows)
-            if not np.array_equal(store.shard_index(int(i))[:, 1], expected):
-                raise StoreError(f"{store.directory}: shard {int(i)}'s token indices disagree with the row layout "
+            if not np.array_equal(store.shard_index(i)[:, 1], expected):
+                raise StoreError(f"{store.directory}: shard {i}'s token indices disagree with the row layout "
                                  f"(first_token={spec.first_token}, T={spec.n_tokens_per_image}); the store is corrupt")
-            raw = store.shard_values(int(i))
+            raw = store.shard_values(i)
             mask = selected_mask(spec, self.filter, start, start + rows)
             k = int(self.shard_counts[i])
-            out[filled:filled + k] = raw if mask is None else raw[mask]
+            out[destination[filled:filled + k]] = raw if mask is None else raw[mask]
             filled += k
         assert filled == n
-        perm = np.random.default_rng([seed, epoch, 1, w]).permutation(n)
-        return _Window(torch.from_numpy(out).view(store.torch_dtype), torch.from_numpy(perm))
+        return _Window(torch.from_numpy(out).view(store.torch_dtype))
 
     # ------------------------------------------------------------------ BatchSource
     def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
@@ -100,7 +108,10 @@ class ShuffledLoader:
         if batch_size <= 0 or start < 0 or seed < 0:
             raise ValueError(f"batch_size must be > 0, start ≥ 0 and seed ≥ 0 (got {batch_size}, {start}, {seed})")
         epoch, offset = divmod(start * batch_size, self.n_rows)
-        return self._stream(batch_size, seed, epoch, offset)
+        if not self.prefetch:
+            return self._stream(batch_size, seed, epoch, offset)
+        return in_background(lambda: self._stream(batch_size, seed, epoch, offset), depth=PREFETCH_BATCHES,
+                             name="clipsteer-batches")
 
     def _keys(self, seed: int, epoch: int, offset: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
         """(epoch, window, shards, rows to skip) from the window holding `offset` of `epoch` onwards."""
@@ -141,7 +152,7 @@ class ShuffledLoader:
                         pending = submit()
                         continue
                     take = min(need, current.remaining)
-                    parts.append(current.data[current.perm[current.pos:current.pos + take]])
+                    parts.append(current.data[current.pos:current.pos + take])
                     current.pos += take
                     need -= take
                 batch = parts[0].float() if len(parts) == 1 else torch.cat(parts).float()

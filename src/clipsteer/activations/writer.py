@@ -15,6 +15,7 @@ Memory is bounded by one shard buffer plus the chunk being added.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class Progress:
 
     def to_json(self, fingerprint: str) -> dict:
         return {"fingerprint": fingerprint, "n_shards": self.n_shards, "resume_image": self.resume_image,
-                "resume_row": self.resume_row, "skipped": [s.__dict__ for s in self.skipped]}
+                "resume_row": self.resume_row, "skipped": [dataclasses.asdict(s) for s in self.skipped]}
 
     @classmethod
     def read(cls, path: Path, fingerprint: str) -> Progress:
