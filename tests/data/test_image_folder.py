@@ -86,3 +86,11 @@ def test_open_dataset(folder: Path, tmp_path: Path) -> None:
     assert len(open_dataset(str(folder))) == 5
     with pytest.raises(FileNotFoundError, match="expected an image folder path or 'world:<split>'"):
         open_dataset(str(tmp_path / "missing"))
+
+
+def test_open_dataset_world_split() -> None:
+    ds = open_dataset("world:train:6")
+    assert isinstance(ds, ImageDataset) and len(ds) == 6
+    img = ds.load(5)
+    assert img.mode == "RGB" and img.size[0] == img.size[1]
+    assert ds.fingerprint() == open_dataset("world:train:6").fingerprint() != open_dataset("world:val:6").fingerprint()

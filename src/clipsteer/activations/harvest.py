@@ -29,8 +29,9 @@ from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
 from clipsteer.models.backbone import Backbone
+from clipsteer.world.paths import SHIPPED_CHECKPOINT
 
-DEFAULT_MODEL = str(Path(__file__).resolve().parents[1] / "assets" / "toy_clip")
+DEFAULT_MODEL = str(SHIPPED_CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,10 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
     lead = min(todo.values(), key=lambda w: w.progress.resume_image)  # the store furthest behind
     image, row = lead.progress.resume_image, lead.progress.resume_row
     skipped = list(lead.progress.skipped)
-    assert image == n or image % batch_size == 0, f"resume point {image} is not a chunk boundary"
-    assert row % t == 0 and row // t + len(skipped) == image, "progress.json is inconsistent"
+    if not (image == n or image % batch_size == 0) or row % t or row // t + len(skipped) != image:
+        raise StoreError(f"{lead.directory}/progress.json is inconsistent (resume_image={image}, resume_row={row}, "
+                         f"{len(skipped)} skipped, {t} rows per image, batch size {batch_size}); delete "
+                         f"{lead.directory} and harvest again")
     n_images = row // t
     token_ids = np.arange(spec.first_token, spec.first_token + t, dtype=np.int32)
     if image:
