@@ -1,0 +1,37 @@
+"""`load_any_sae(path)`: recognise clipsteer, SAELens and Prisma SAEs by their files and load them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from clipsteer.sae.io import CONFIG_NAME, FORMAT, load_sae
+from clipsteer.sae.model import SparseAutoencoder
+from clipsteer.sae.prisma import load_prisma_sae
+from clipsteer.sae.saelens import CFG_NAME, load_saelens_sae
+
+
+def load_any_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """path: a clipsteer SAE folder, a SAELens folder (cfg.json), a Prisma folder (config.json + one .pt)
+    or a Prisma .pt file. Returns an eval-mode SAE."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".pt":
+        return load_prisma_sae(path, device=device)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not found; expected an SAE folder or a Prisma .pt file")
+    if (path / CFG_NAME).is_file():
+        return load_saelens_sae(path, device=device)
+    config_path = path / CONFIG_NAME
+    if config_path.is_file():
+        try:
+            is_ours = json.loads(config_path.read_text()).get("format") == FORMAT
+        except (json.JSONDecodeError, AttributeError):
+            is_ours = False
+        if is_ours:
+            return load_sae(path, device=device)
+        if any(path.glob("*.pt")):
+            return load_prisma_sae(path, device=device)
+    raise FileNotFoundError(f"{path}: no SAE found; expected config.json + sae.safetensors (clipsteer), cfg.json + "
+                            "sae_weights.safetensors (SAELens) or config.json + a .pt file (Prisma)")
