@@ -1,0 +1,148 @@
+"""Training objectives: reconstruction + sparsity + dead-feature terms, per architecture.
+
+Reconstruction (`reconstruction="paper"`, the authors' code): with x the raw input [N, d_in] and x̂ the
+de-normalised reconstruction,
+    MSE_norm = mean_{n,i} (x̂_ni − x_ni)² / ‖x_n − mean_batch(x)‖₂
+(elementwise squared error divided by the per-token norm of the batch-centred input — a norm, not its
+square). `reconstruction="mse"` is the plain mean squared error.
+
+Sparsity, with λ = `sparsity_coefficient` warmed up linearly over `sparsity_warmup_steps`:
+- relu:      λ · mean_n ‖f_n‖₁ (decoder rows have unit norm, so no decoder-norm weighting is needed)
+- jumprelu:  λ · mean_n Σ_j H(pre_nj − θ_j), the L0 norm with the straight-through threshold gradient
+- topk, batchtopk: none (k fixes the sparsity)
+
+Dead features (no activation for `dead_feature_window` steps, tracked by the trainer):
+- ghost grads (relu / jumprelu, paper style, after Anthropic): dead features' exp(pre) decode a vector
+  that is rescaled to half the residual's norm and regressed onto the residual; the term is rescaled
+  element-wise so its value equals the reconstruction loss. The residual is taken in the decoder's
+  (normalised) space, where W_dec lives; with `normalization="none"` this is the paper's formula, and
+  with layer norm it differs from Prisma's only by the per-token positive factor σ that Prisma's version
+  mixes in.
+- AuxK (topk / batchtopk, Gao et al. 2024): the k_aux largest pre-activations among dead features
+  reconstruct the residual; loss = α·min(n_dead/k_aux, 1)·‖ê − e‖² / ‖e − mean(e)‖² (batch sums).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from clipsteer.sae.activations import step
+from clipsteer.sae.model import SparseAutoencoder, TrainTrace
+from clipsteer.sae.sparse import sparse_decode
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    sparsity_coefficient: float = 1e-4
+    """λ: the L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk/batchtopk.
+    1e-4 is the λ of the SAEs used in the paper's steering notebooks."""
+    sparsity_warmup_steps: int = 0
+    """Steps over which λ rises linearly from 0 (0: no warm-up, as in the paper)."""
+    reconstruction: Literal["paper", "mse"] = "paper"
+    ghost_grads: bool = True
+    """Ghost grads for dead features (relu and jumprelu only)."""
+    auxk_coefficient: float = 1 / 32
+    """AuxK loss weight α (topk and batchtopk only; 0 disables)."""
+    auxk_k: int | None = None
+    """Dead features used by AuxK per token (None: d_in // 2, as in Gao et al.)."""
+    jumprelu_bandwidth: float = 1e-3
+    """Width ε of the straight-through rectangle kernel."""
+    jumprelu_init_threshold: float = 1e-3
+    batchtopk_threshold_momentum: float = 0.99
+    """BatchTopK: EMA momentum of the inference threshold (the smallest kept activation per batch)."""
+
+    def __post_init__(self) -> None:
+        if self.sparsity_coefficient < 0 or self.auxk_coefficient < 0:
+            raise ValueError("ObjectiveConfig: sparsity_coefficient and auxk_coefficient must be >= 0")
+        if self.sparsity_warmup_steps < 0:
+            raise ValueError("ObjectiveConfig.sparsity_warmup_steps must be >= 0")
+        if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold <= 0:
+            raise ValueError("ObjectiveConfig: jumprelu_bandwidth and jumprelu_init_threshold must be > 0")
+        if not 0 <= self.batchtopk_threshold_momentum < 1:
+            raise ValueError("ObjectiveConfig.batchtopk_threshold_momentum must be in [0, 1)")
+        if self.auxk_k is not None and self.auxk_k <= 0:
+            raise ValueError("ObjectiveConfig.auxk_k must be positive or None")
+
+
+@dataclass
+class Losses:
+    total: Tensor
+    terms: dict[str, Tensor]  # detached scalar tensors, for logging
+
+
+def reconstruction_loss(recon: Tensor, x: Tensor, kind: str) -> Tensor:
+    """Element-wise loss [N, d_in] (mean it for the scalar)."""
+    sq = (recon - x).pow(2)
+    if kind == "mse":
+        return sq
+    norm = (x - x.mean(dim=0, keepdim=True)).norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return sq / norm
+
+
+def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor) -> Tensor:
+    assert trace.pre is not None
+    residual = (trace.x_norm - trace.recon_norm).detach().float()  # [N, d_in], decoder space
+    residual_centred = residual - residual.mean(dim=0, keepdim=True)
+    ghost = torch.exp(trace.pre[:, dead_mask].float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
+    scale = residual.norm(dim=-1) / (1e-6 + 2 * ghost.norm(dim=-1))
+    ghost = ghost * scale[:, None].detach()
+    ghost_elem = (ghost - residual).pow(2) / residual_centred.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    rescale = (recon_elem / (ghost_elem + 1e-6)).detach()
+    return (rescale * ghost_elem).mean()
+
+
+def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int) -> Tensor:
+    residual = (trace.x_norm - trace.recon_norm).detach().float()
+    if trace.aux_values is not None and trace.aux_indices is not None:
+        aux_recon = sparse_decode(trace.aux_values, trace.aux_indices, sae.W_dec)
+    else:
+        assert trace.aux_codes is not None
+        aux_recon = (trace.aux_codes @ sae.W_dec.to(trace.aux_codes.dtype)).float()
+    err = (aux_recon - residual).pow(2).sum()
+    total_var = (residual - residual.mean(dim=0, keepdim=True)).pow(2).sum().clamp_min(1e-8)
+    return min(n_dead / k_aux, 1.0) * err / total_var
+
+
+def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
+    """How many dead features AuxK uses this step (0 when disabled or none are dead)."""
+    if objective.auxk_coefficient == 0 or n_dead == 0:
+        return 0
+    return min(objective.auxk_k or d_in // 2, n_dead)
+
+
+def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: ObjectiveConfig,
+                   sparsity_coefficient: float, dead_mask: Tensor | None) -> Losses:
+    """Total loss to minimise and its named terms, for one trace (see module docstring)."""
+    arch = sae.architecture
+    recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction)
+    recon = recon_elem.mean()
+    total = recon
+    terms: dict[str, Tensor] = {"reconstruction": recon.detach()}
+    n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
+    if arch == "relu":
+        assert trace.codes is not None
+        l1 = trace.codes.sum(dim=-1, dtype=torch.float32).mean()  # codes ≥ 0, so Σ|f| = Σf
+        total = total + sparsity_coefficient * l1
+        terms["l1"] = l1.detach()
+    elif arch == "jumprelu":
+        assert trace.pre is not None
+        l0 = step(trace.pre.float(), sae.threshold.float(), objective.jumprelu_bandwidth).sum(dim=-1).mean()
+        total = total + sparsity_coefficient * l0
+        terms["l0_penalty"] = l0.detach()
+    if arch in ("relu", "jumprelu") and objective.ghost_grads and n_dead > 0:
+        assert dead_mask is not None
+        ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach())
+        total = total + ghost
+        terms["ghost_grad"] = ghost.detach()
+    if arch in ("topk", "batchtopk"):
+        k_aux = auxk_size(objective, sae.d_in, n_dead)
+        if k_aux > 0:
+            aux = auxk_loss(sae, trace, n_dead, k_aux)
+            total = total + objective.auxk_coefficient * aux
+            terms["auxk"] = aux.detach()
+    terms["loss"] = total.detach()
+    return Losses(total=total, terms=terms)

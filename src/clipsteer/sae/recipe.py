@@ -1,0 +1,90 @@
+"""What to train (`SAERecipe`: a named SAE architecture + its objective) and how (`TrainerConfig`).
+
+Defaults reproduce the paper's recipe (Prisma code, Nov 2024): Adam with default betas, lr 4e-4 with
+200 linear warm-up steps then cosine decay to lr/10, batches of 4096 tokens, gradient clipping at 1.0,
+b_dec at the geometric median of a sample, dead-feature window 5000 steps, sampling window 1000 steps,
+and ~130 M tokens (2.6 M ImageNet images × 50 tokens, the released vanilla SAEs' checkpoint name).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from clipsteer.sae.config import SAEConfig
+from clipsteer.sae.objectives import ObjectiveConfig
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+@dataclass(frozen=True)
+class SAERecipe:
+    name: str
+    """Unique within a run; used as a folder name (letters, digits, . _ = + -)."""
+    sae: SAEConfig
+    objective: ObjectiveConfig = ObjectiveConfig()
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"SAERecipe.name={self.name!r}: expected letters, digits and . _ = + - "
+                             "(it becomes a folder name)")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    batch_size: int = 4096
+    """Tokens per step (the paper: 4096)."""
+    total_tokens: int = 130_000_000
+    """Training length in tokens; steps = ceil(total_tokens / batch_size)."""
+    lr: float = 4e-4
+    lr_warmup_steps: int = 200
+    lr_end_factor: float = 0.1
+    """Cosine decay ends at lr · lr_end_factor (the paper: lr/10)."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping by global norm per SAE (None: off)."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    init_samples: int = 16384
+    """Rows read from the start of the stream for b_dec initialisation and the constant-scale estimate."""
+    dead_feature_window: int = 5000
+    """Steps without firing after which a feature counts as dead (ghost grads / AuxK apply to it)."""
+    feature_sampling_window: int = 1000
+    """Steps per firing-frequency summary (dense / never-fired fractions)."""
+    dense_threshold: float = 0.1
+    """A feature firing on more than this fraction of tokens in a window counts as dense."""
+    autocast_bf16: bool = False
+    """Run the matmuls under bf16 autocast (parameters and optimizer state stay fp32)."""
+    device: str = "cpu"
+    seed: int = 42
+    """Seeds the data stream order and the SAE initialisation (SAEs of equal shape start identical)."""
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    loggers: tuple[Literal["wandb", "tensorboard"], ...] = ()
+    """Extra metric sinks besides metrics.jsonl; each needs its package installed."""
+    wandb_project: str = "clipsteer"
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "total_tokens", "init_samples", "log_every", "checkpoint_every",
+                    "keep_checkpoints", "feature_sampling_window")
+        for field in positive:
+            if getattr(self, field) <= 0:
+                raise ValueError(f"TrainerConfig.{field}={getattr(self, field)}: expected a positive integer")
+        if self.lr <= 0 or not 0 < self.lr_end_factor <= 1:
+            raise ValueError(f"TrainerConfig: lr={self.lr} must be > 0 and lr_end_factor={self.lr_end_factor} in (0, 1]")
+        if self.lr_warmup_steps < 0 or self.dead_feature_window < 0:
+            raise ValueError("TrainerConfig: lr_warmup_steps and dead_feature_window must be >= 0")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError("TrainerConfig.max_grad_norm must be positive or None")
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.total_tokens / self.batch_size)
+
+
+# Fields that may differ between an interrupted run and its resumption without changing the result.
+NON_SEMANTIC_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "loggers", "wandb_project", "progress")

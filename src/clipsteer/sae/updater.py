@@ -1,0 +1,109 @@
+"""One optimisation step of one SAE: forward, loss, backward, decoder-norm handling, clip, Adam.
+
+Order within a step (the paper's, plus a final re-normalisation so the invariant holds between steps):
+  forward/loss (bf16 autocast optional) → backward → remove the gradient component parallel to each
+  decoder row → clip the global gradient norm → Adam → rescale decoder rows to unit norm →
+  (BatchTopK) update the inference-threshold EMA → update firing statistics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from clipsteer.sae.model import SparseAutoencoder, TrainTrace
+from clipsteer.sae.objectives import auxk_size, compute_losses
+from clipsteer.sae.recipe import SAERecipe, TrainerConfig
+from clipsteer.sae.schedules import linear_warmup
+from clipsteer.sae.stats import FeatureStats
+
+
+def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.optim.Adam:
+    """Adam with default eps; the fused kernel where the device supports it (it is deterministic)."""
+    try:
+        return torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+
+
+@torch.no_grad()
+def explained_variance(recon: Tensor, x: Tensor) -> float:
+    """The paper's EV: mean over tokens of 1 − ‖x̂ − x‖² / ‖x − mean_batch(x)‖²."""
+    resid = (recon.float() - x.float()).pow(2).sum(dim=-1)
+    total = (x.float() - x.float().mean(dim=0, keepdim=True)).pow(2).sum(dim=-1).clamp_min(1e-12)
+    return float((1 - resid / total).mean())
+
+
+class SAEUpdater:
+    """Owns one SAE's optimizer and firing statistics; `step` applies one update."""
+
+    def __init__(self, recipe: SAERecipe, sae: SparseAutoencoder, config: TrainerConfig) -> None:
+        assert sae.config == recipe.sae, "the SAE must be built from the recipe's config"
+        self.recipe = recipe
+        self.sae = sae
+        self.config = config
+        self.optimizer = make_adam(list(sae.parameters()), config)
+        self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
+        self._window_summary: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
+        """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
+        sae, objective, config = self.sae, self.recipe.objective, self.config
+        sae.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        coefficient = linear_warmup(step, target=objective.sparsity_coefficient, warmup=objective.sparsity_warmup_steps)
+        dead_mask = self.stats.dead_mask(config.dead_feature_window)
+        n_dead = int(dead_mask.sum())
+        k_aux = auxk_size(objective, sae.d_in, n_dead) if sae.architecture in ("topk", "batchtopk") else 0
+        device_type = x.device.type
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
+            trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
+                              jumprelu_bandwidth=objective.jumprelu_bandwidth)
+            losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None)
+        if not torch.isfinite(losses.total):
+            raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
+                                     f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
+                                     "or disable autocast")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        sae.remove_parallel_decoder_grad_()
+        grad_norm = math.nan
+        if config.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), config.max_grad_norm))
+        self.optimizer.step()
+        sae.set_decoder_unit_norm_()
+        self._update_batch_threshold(trace)
+        self.stats.update(trace.fire_counts, x.shape[0])
+        if (step + 1) % config.feature_sampling_window == 0:
+            self._window_summary = self.stats.summarize_window(config.dense_threshold)
+        if not want_metrics:
+            return None
+        metrics = {key: float(value) for key, value in losses.terms.items()}
+        metrics.update(l0=trace.l0, explained_variance=explained_variance(trace.recon, trace.x), lr=lr,
+                       sparsity_coefficient=coefficient, frac_dead=n_dead / sae.d_sae, grad_norm=grad_norm)
+        if sae.architecture == "batchtopk":
+            metrics["batch_threshold"] = float(sae.batch_threshold)
+        metrics.update(self._window_summary)
+        self._window_summary = {}
+        return metrics
+
+    @torch.no_grad()
+    def _update_batch_threshold(self, trace: TrainTrace) -> None:
+        if self.sae.architecture != "batchtopk" or trace.batch_threshold is None:
+            return
+        value = trace.batch_threshold.to(self.sae.batch_threshold.dtype)
+        if torch.isnan(value):
+            return
+        current = self.sae.batch_threshold
+        if torch.isnan(current):
+            current.copy_(value)
+        else:
+            momentum = self.recipe.objective.batchtopk_threshold_momentum
+            current.mul_(momentum).add_(value, alpha=1 - momentum)
