@@ -44,6 +44,8 @@ COMMANDS: dict[str, Command] = {
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
     "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
                        "Run images through the model and store activations at one or more sites (resumable)."),
+    "train": Command("clipsteer.sae.commands:train", "clipsteer.sae.commands:TrainConfig",
+                     "Train SAEs (one, or a sweep over λ or k sharing one data stream) on an activation store (resumable)."),
     "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.train:TrainClipConfig",
                                 "Train the toy CLIP contrastively on the synthetic world (resumable)."),
     "world evaluate": Command("clipsteer.world.evaluate:evaluate_world", "clipsteer.world.evaluate:EvaluateConfig",

@@ -1,0 +1,84 @@
+"""`clipsteer train`: train one SAE, or a sweep sharing one data stream, on an activation store.
+
+    clipsteer train --store acts/blocks.8.resid_post --out runs/sae_l8 --architecture relu \
+        --sweep-sparsity 1e-5 5e-5 1e-4
+    clipsteer train --store acts/blocks.8.resid_post --out runs/topk_l8 --architecture topk --sweep-k 32 64
+
+Rerunning the same command resumes from the newest checkpoint in `--out`. The final SAEs land in
+`<out>/saes/<name>/` (config.json + sae.safetensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
+from clipsteer.sae.objectives import ObjectiveConfig
+from clipsteer.sae.recipe import SAERecipe, TrainerConfig
+from clipsteer.sae.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    store: Path
+    """An activation store folder (written by `clipsteer harvest`)."""
+    out: Path = Path("runs/sae")
+    """Run folder: config.json, metrics.jsonl, checkpoints/, saes/<name>/."""
+    tokens: TokenSelection = "all"
+    """Train on all tokens, the CLS token only, or patch tokens only."""
+    architecture: Architecture = "relu"
+    expansion_factor: int = 64
+    """d_sae = expansion_factor · d_in (the paper: 64)."""
+    k: int = 64
+    """Active features per token for topk / batchtopk (the paper's TopK SAEs: 64)."""
+    normalization: Normalization = "layer_norm"
+    objective: ObjectiveConfig = ObjectiveConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    sweep_sparsity: tuple[float, ...] = ()
+    """Train one SAE per sparsity coefficient λ (relu / jumprelu), all on the same batches."""
+    sweep_k: tuple[int, ...] = ()
+    """Train one SAE per k (topk / batchtopk), all on the same batches."""
+    resume: bool = True
+    """Continue from the newest checkpoint in `out` when there is one."""
+
+
+def _store_description(source: object) -> tuple[str | None, str | None]:
+    """(site, model) recorded in the store's metadata, when the loader exposes it."""
+    spec = getattr(getattr(getattr(source, "store", None), "meta", None), "spec", None)
+    return getattr(spec, "site", None), getattr(spec, "model_name", None)
+
+
+def build_recipes(config: TrainConfig, d_in: int, site: str | None = None, model: str | None = None) -> list[SAERecipe]:
+    uses_k = config.architecture in ("topk", "batchtopk")
+    if config.sweep_k and not uses_k:
+        raise ValueError(f"--sweep-k needs architecture topk or batchtopk, not {config.architecture!r}")
+    if config.sweep_sparsity and uses_k:
+        raise ValueError(f"--sweep-sparsity has no effect on {config.architecture!r} SAEs (k sets the sparsity)")
+    base = SAEConfig(d_in=d_in, d_sae=d_in * config.expansion_factor, architecture=config.architecture,
+                     k=config.k if uses_k else None, normalization=config.normalization, site=site,
+                     tokens=config.tokens, model=model)
+    stem = f"{config.architecture}_x{config.expansion_factor}"
+    if config.sweep_k:
+        return [SAERecipe(f"{stem}_k{k}", replace(base, k=k), config.objective) for k in config.sweep_k]
+    if config.sweep_sparsity:
+        return [SAERecipe(f"{stem}_lambda{lam:g}", base, replace(config.objective, sparsity_coefficient=lam))
+                for lam in config.sweep_sparsity]
+    suffix = f"_k{config.k}" if uses_k else f"_lambda{config.objective.sparsity_coefficient:g}"
+    return [SAERecipe(stem + suffix, base, config.objective)]
+
+
+def train(config: TrainConfig) -> dict[str, Path]:
+    """Run (or resume) the training described by `config`; returns the saved SAE folders by name."""
+    from clipsteer.activations.loaders import open_shuffled
+
+    source = open_shuffled(config.store, tokens=config.tokens)
+    site, model = _store_description(source)
+    recipes = build_recipes(config, source.d_in, site, model)
+    extra = {"store": str(config.store), "tokens": config.tokens}
+    trainer = Trainer(recipes, source, config.trainer, run_dir=config.out, extra=extra)
+    trainer.run(resume=config.resume)
+    folders = {recipe.name: config.out / "saes" / recipe.name for recipe in recipes}
+    for name, folder in folders.items():
+        print(f"{name}: {folder}")
+    return folders
