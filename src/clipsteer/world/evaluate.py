@@ -86,7 +86,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> dict:
     logits, labels = zs.logits(ds("zero_shot", cfg.n_zero_shot))
     pred = logits.argmax(1)
     per_class = {s: accuracy(pred[labels["shape"] == k], labels["shape"][labels["shape"] == k])
-                 for k, s in enumerate(SHAPES)}
+                 for k, s in enumerate(SHAPES) if (labels["shape"] == k).any()}
     logits_bal, labels_bal = zs.logits(ds("zero_shot_balanced", cfg.n_zero_shot))
     typo = {v: zs.logits(ds("typographic", cfg.n_typographic, v)) for v in ("clean", "attacked", "blank")}
     attacked_labels = typo["attacked"][1]
