@@ -54,7 +54,8 @@ def save_checkpoint(checkpoints_dir: Path, step: int, updaters: list[SAEUpdater]
                 tensors[f"sae.{i}.adam.{param_index}.{key}"] = value
         for name, value in updater.stats.state_tensors().items():
             tensors[f"sae.{i}.stats.{name}"] = value
-        saes.append({"name": updater.name, "window_tokens": updater.stats.window_tokens})
+        saes.append({"name": updater.name, "window_tokens": updater.stats.window_tokens,
+                     "pending_window_summary": updater.pending_window_summary})
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"format": FORMAT, "version": VERSION, "step": step, "saes": saes, "fingerprint": fingerprint}
     target = checkpoints_dir / f"step_{step:09d}"
@@ -124,4 +125,5 @@ def restore_checkpoint(checkpoint: Checkpoint, updaters: list[SAEUpdater], finge
         updater.optimizer.load_state_dict(state_dict)
         stats = {k[len(prefix + "stats."):]: v for k, v in tensors.items() if k.startswith(prefix + "stats.")}
         updater.stats.load_state(stats, entry["window_tokens"])
+        updater.pending_window_summary = {k: float(v) for k, v in entry.get("pending_window_summary", {}).items()}
     torch.set_rng_state(tensors["rng.torch"])

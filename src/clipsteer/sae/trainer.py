@@ -197,7 +197,7 @@ class Trainer:
                 x = x.to(config.device, torch.float32)
                 lr = cosine_with_warmup(step, base=config.lr, warmup=config.lr_warmup_steps, total=total,
                                         end_factor=config.lr_end_factor)
-                want = step == start or (step + 1) % config.log_every == 0 or step + 1 == end
+                want = step == 0 or (step + 1) % config.log_every == 0 or step + 1 == total
                 rows = [(u.name, u.step(x, step, lr, want_metrics=want)) for u in updaters]
                 bar.update(1)
                 if want:

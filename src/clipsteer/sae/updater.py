@@ -46,7 +46,7 @@ class SAEUpdater:
         self.config = config
         self.optimizer = make_adam(list(sae.parameters()), config)
         self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
-        self._window_summary: dict[str, float] = {}
+        self.pending_window_summary: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -82,7 +82,7 @@ class SAEUpdater:
         self._update_batch_threshold(trace)
         self.stats.update(trace.fire_counts, x.shape[0])
         if (step + 1) % config.feature_sampling_window == 0:
-            self._window_summary = self.stats.summarize_window(config.dense_threshold)
+            self.pending_window_summary = self.stats.summarize_window(config.dense_threshold)
         if not want_metrics:
             return None
         metrics = {key: float(value) for key, value in losses.terms.items()}
@@ -90,8 +90,8 @@ class SAEUpdater:
                        sparsity_coefficient=coefficient, frac_dead=n_dead / sae.d_sae, grad_norm=grad_norm)
         if sae.architecture == "batchtopk":
             metrics["batch_threshold"] = float(sae.batch_threshold)
-        metrics.update(self._window_summary)
-        self._window_summary = {}
+        metrics.update(self.pending_window_summary)
+        self.pending_window_summary = {}
         return metrics
 
     @torch.no_grad()
