@@ -52,6 +52,13 @@ COMMANDS: dict[str, Command] = {
                               "Zero-shot, spurious-correlation and typographic metrics of a toy CLIP."),
     "world show": Command("clipsteer.world.show:show_world", "clipsteer.world.show:ShowConfig",
                           "Write a PNG grid of world samples with their captions."),
+    "eval": Command("clipsteer.evaluate.commands:evaluate_sae", "clipsteer.evaluate.commands:EvalConfig",
+                    "Evaluate an SAE: L0 (CLS/patches), EV, dead/dense, CE recovered, factor recovery on the world."),
+    "steerability": Command("clipsteer.steer.commands:steerability", "clipsteer.steer.commands:SteerabilityConfig",
+                            "Score how precisely each SAE feature / neuron steers CLIP (vs a random-weights control)."),
+    "layer-sweep": Command("clipsteer.experiments.layer_sweep:layer_sweep",
+                           "clipsteer.experiments.layer_sweep:LayerSweepConfig",
+                           "Harvest, train, evaluate and steer at every layer; per-layer table and plot."),
 }
 
 

@@ -23,6 +23,9 @@ def test_auroc_matches_pairwise_definition_with_ties() -> None:
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="needs both classes"):
         auroc(scores, torch.zeros(150, dtype=torch.bool))
+    several = torch.stack([labels, ~labels, torch.rand(150, generator=g) > 0.2], dim=1)
+    torch.testing.assert_close(auroc(scores, several, chunk=5),
+                               torch.stack([auroc(scores, several[:, i]) for i in range(3)]))
 
 
 def test_factor_recovery_splitting_and_polysemanticity() -> None:

@@ -23,21 +23,26 @@ def rank_columns(scores: Tensor) -> Tensor:
 
 
 def auroc(scores: Tensor, labels: Tensor, chunk: int = 256) -> Tensor:
-    """AUROC of each column of scores [N, F] for binary labels [N] → [F] (0.5 = chance, ties count half).
+    """AUROC of each column of scores [N, F] for binary labels [N] → [F], or for several label
+    columns [N, K] at once → [K, F] (0.5 = chance, ties count half).
 
+    Mann–Whitney: AUROC = (Σ ranks of positives − n₊(n₊+1)/2) / (n₊·n₋). Ranks do not depend on the
+    labels, so each column is ranked once and every label set is a matrix product with the ranks.
     Columns are ranked `chunk` at a time to bound memory (N × chunk float64).
-
-    Mann–Whitney: AUROC = (Σ ranks of positives − n₊(n₊+1)/2) / (n₊·n₋).
     """
     if scores.ndim == 1:
         scores = scores[:, None]
-    labels = labels.bool().to(scores.device)
-    if labels.shape != scores.shape[:1]:
+    single = labels.ndim == 1
+    labels = (labels[:, None] if single else labels).to(scores.device)
+    if labels.shape[0] != scores.shape[0]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match scores {tuple(scores.shape)}")
-    n_pos = int(labels.sum())
-    n_neg = labels.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both classes; got {n_pos} positives and {n_neg} negatives")
-    pos_rank_sum = torch.cat([rank_columns(scores[:, i:i + chunk].double())[labels].sum(dim=0)
-                              for i in range(0, scores.shape[1], chunk)])
-    return ((pos_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+    positives = labels.bool().double()  # [N, K]
+    n_pos = positives.sum(dim=0)  # [K]
+    n_neg = labels.shape[0] - n_pos
+    if bool(((n_pos == 0) | (n_neg == 0)).any()):
+        raise ValueError(f"AUROC needs both classes; positives per label set: {n_pos.long().tolist()} "
+                         f"of {labels.shape[0]}")
+    pos_rank_sum = torch.cat([positives.T @ rank_columns(scores[:, i:i + chunk].double())
+                              for i in range(0, scores.shape[1], chunk)], dim=1)  # [K, F]
+    result = ((pos_rank_sum - (n_pos * (n_pos + 1) / 2)[:, None]) / (n_pos * n_neg)[:, None]).float()
+    return result[0] if single else result

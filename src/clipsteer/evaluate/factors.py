@@ -58,17 +58,23 @@ def factor_recovery(activations: Tensor, factors: dict[str, Tensor], split_thres
     """
     if activations.ndim != 2:
         raise ValueError(f"activations must be [N, F], got {tuple(activations.shape)}")
-    scores, poly = [], torch.zeros(activations.shape[1], dtype=torch.long)
+    names, columns = [], []
     for name, labels in factors.items():
         labels = labels.bool()
         if labels.shape != activations.shape[:1]:
             raise ValueError(f"factor {name!r}: labels {tuple(labels.shape)} vs activations {tuple(activations.shape)}")
         if labels.all() or not labels.any():
-            continue
-        per_feature = auroc(activations, labels).cpu()
-        best = int(per_feature.argmax())
-        scores.append(FactorScore(name, best, float(per_feature[best]), int((per_feature >= split_threshold).sum())))
-        poly += (per_feature >= poly_threshold).long()
+            continue  # AUROC is undefined without both classes
+        names.append(name)
+        columns.append(labels)
+    scores: list[FactorScore] = []
+    poly = torch.zeros(activations.shape[1], dtype=torch.long)
+    if names:
+        table = auroc(activations, torch.stack(columns, dim=1)).cpu()  # [K, F]
+        best = table.argmax(dim=1)
+        scores = [FactorScore(name, int(best[i]), float(table[i, best[i]]), int((table[i] >= split_threshold).sum()))
+                  for i, name in enumerate(names)]
+        poly = (table >= poly_threshold).long().sum(dim=0)
     if not scores:
         raise ValueError("no factor has both positive and negative examples in this sample")
     return FactorRecovery(tuple(scores), poly)
