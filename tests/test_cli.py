@@ -57,3 +57,14 @@ def test_config_file_with_unknown_field_is_explained(tmp_path: Path) -> None:
 def test_unknown_command_is_explained() -> None:
     with pytest.raises(SystemExit, match="unknown command 'bogus'"):
         run_command(["bogus"])
+
+
+def test_console_entry_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "clipsteer.cli", "inspect-model", "--model", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("clipsteer: error: checkpoint folder not found")
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,8 +108,18 @@ def run_command(argv: Sequence[str]) -> Any:
 
 
 def main() -> None:
-    """Console entry point; results are printed by the commands themselves, never used as exit codes."""
-    run_command(sys.argv[1:])
+    """Console entry point; results are printed by the commands themselves, never used as exit codes.
+
+    Bad input (clipsteer raises ValueError / FileNotFoundError subclasses with messages that name
+    what was wrong) is reported in one line with exit status 2; CLIPSTEER_DEBUG=1 shows the traceback.
+    """
+    try:
+        run_command(sys.argv[1:])
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("CLIPSTEER_DEBUG"):
+            raise
+        print(f"clipsteer: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
