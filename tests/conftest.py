@@ -1,8 +1,18 @@
 import os
+from pathlib import Path
 
+import pytest
 import torch
+
+from clipsteer.models.testing import tiny_backbone
 
 # Tests must never reach the network, and must be repeatable on 2 cores.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def world_geometry_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved random CLIP with the synthetic world's geometry (64 px, 8×8 patches, d_model 32)."""
+    return tiny_backbone(image_size=64, patch_size=8).save_pretrained(tmp_path_factory.mktemp("model"))

@@ -9,12 +9,7 @@ from clipsteer.models.testing import tiny_backbone
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ckpt")
-    backbone = tiny_backbone(seed=1)
-    backbone.model.save_pretrained(folder)
-    backbone.tokenizer.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(backbone.preprocess.to_hf_dict()))
-    return folder
+    return tiny_backbone(seed=1).save_pretrained(tmp_path_factory.mktemp("ckpt"))
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

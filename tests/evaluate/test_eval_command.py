@@ -5,28 +5,16 @@ import pytest
 import torch
 
 from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
-from clipsteer.models.testing import tiny_backbone
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.model import SparseAutoencoder
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random CLIP with the world's geometry (64 px, 8×8 patches)."""
-    folder = tmp_path_factory.mktemp("model")
-    backbone = tiny_backbone(image_size=64, patch_size=8)
-    backbone.model.save_pretrained(folder)
-    backbone.tokenizer.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(backbone.preprocess.to_hf_dict()))
-    return folder
-
-
-def test_eval_writes_all_metric_groups(model_dir: Path, tmp_path: Path) -> None:
+def test_eval_writes_all_metric_groups(world_geometry_model_dir: Path, tmp_path: Path) -> None:
     sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, site="blocks.1.resid_post"),
                             generator=torch.Generator().manual_seed(0))
     save_sae(sae, tmp_path / "sae")
-    result = evaluate_sae(EvalConfig(sae=tmp_path / "sae", model=str(model_dir), n_images=40, n_patch_images=20,
+    result = evaluate_sae(EvalConfig(sae=tmp_path / "sae", model=str(world_geometry_model_dir), n_images=40, n_patch_images=20,
                                      batch_size=20))
     saved = json.loads((tmp_path / "sae" / "eval.json").read_text())
     assert saved["site"] == "blocks.1.resid_post" == result["site"]
@@ -40,7 +28,7 @@ def test_eval_writes_all_metric_groups(model_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "sae" / "feature_density.png").stat().st_size > 0
 
 
-def test_eval_refuses_an_sae_of_another_width(model_dir: Path, tmp_path: Path) -> None:
+def test_eval_refuses_an_sae_of_another_width(world_geometry_model_dir: Path, tmp_path: Path) -> None:
     save_sae(SparseAutoencoder(SAEConfig(d_in=48, d_sae=96, site="blocks.1.resid_post")), tmp_path / "wide")
     with pytest.raises(ValueError, match="d_in = 48.*d_model = 32"):
-        evaluate_sae(EvalConfig(sae=tmp_path / "wide", model=str(model_dir), n_images=10))
+        evaluate_sae(EvalConfig(sae=tmp_path / "wide", model=str(world_geometry_model_dir), n_images=10))

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,10 @@ from clipsteer.models.loading import CheckpointError
 from clipsteer.models.testing import tiny_backbone
 
 
-def save_backbone(backbone: Backbone, folder: Path) -> Path:
-    backbone.model.save_pretrained(folder)
-    backbone.tokenizer.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(backbone.preprocess.to_hf_dict()))
-    return folder
-
-
 def test_round_trip_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     original = tiny_backbone(seed=3)
-    loaded = Backbone.from_pretrained(save_backbone(original, tmp_path / "ckpt"))
+    loaded = Backbone.from_pretrained(original.save_pretrained(tmp_path / "ckpt"))
     pixels = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded.encode_image(pixels), original.encode_image(pixels))
     torch.testing.assert_close(loaded.encode_text(["a red cat", "water"]), original.encode_text(["a red cat", "water"]))

@@ -4,29 +4,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipsteer.models.testing import tiny_backbone
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.steer.commands import SteerabilityConfig, steerability
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    backbone = tiny_backbone(image_size=64, patch_size=8)
-    backbone.model.save_pretrained(folder)
-    backbone.tokenizer.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(backbone.preprocess.to_hf_dict()))
-    return folder
-
-
-def test_steerability_command_writes_tables_for_every_basis(model_dir: Path, tmp_path: Path) -> None:
+def test_steerability_command_writes_tables_for_every_basis(world_geometry_model_dir: Path, tmp_path: Path) -> None:
     sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, site="blocks.2.resid_post"),
                             generator=torch.Generator().manual_seed(0))
     save_sae(sae, tmp_path / "sae")
     out = tmp_path / "steer"
-    summary = steerability(SteerabilityConfig(out=out, sae=tmp_path / "sae", model=str(model_dir),
+    summary = steerability(SteerabilityConfig(out=out, sae=tmp_path / "sae", model=str(world_geometry_model_dir),
                                               images="world:zero_shot/test", n_images=8, alpha=20.0,
                                               max_features=10, curve_features=(0, 3), curve_alphas=(0.0, 20.0)))
     for basis, n in [("sae", 10), ("neurons", 32), ("random_sae", 10), ("random_neurons", 32)]:
@@ -39,6 +28,6 @@ def test_steerability_command_writes_tables_for_every_basis(model_dir: Path, tmp
     assert json.loads((out / "summary.json").read_text())["site"] == "blocks.2.resid_post"
 
 
-def test_steerability_needs_a_site_without_sae(model_dir: Path, tmp_path: Path) -> None:
+def test_steerability_needs_a_site_without_sae(world_geometry_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="give --site"):
-        steerability(SteerabilityConfig(out=tmp_path, model=str(model_dir), n_images=4))
+        steerability(SteerabilityConfig(out=tmp_path, model=str(world_geometry_model_dir), n_images=4))

@@ -42,7 +42,11 @@ class LayerSweepConfig:
     train_tokens: int = 10_000_000
     batch_size: int = 4096
     lr: float = 4e-4
+    dead_feature_window: int = 5000
+    """Steps without firing before ghost grads / AuxK treat a feature as dead (short runs need fewer)."""
     eval_images: int = 2000
+    steer_dataset: str = "world:zero_shot/test"
+    """Images whose CLIP reading is steered (the paper: 192 ImageNet validation images)."""
     steer_images: int = 192
     steer_max_features: int | None = None
     """Score an evenly spaced subset of SAE features (default: all)."""
@@ -72,7 +76,8 @@ def layer_sweep(config: LayerSweepConfig) -> list[dict]:
     for layer, site in zip(layers, sites, strict=True):
         run_dir = out / f"layer{layer}"
         trainer = TrainerConfig(batch_size=config.batch_size, total_tokens=config.train_tokens, lr=config.lr,
-                                device=config.device, seed=config.seed)
+                                dead_feature_window=config.dead_feature_window, device=config.device,
+                                seed=config.seed, progress=False)
         saes = train(TrainConfig(store=stores[site], out=run_dir / "train", architecture=config.architecture,
                                  expansion_factor=config.expansion_factor, k=config.k,
                                  objective=replace(ObjectiveConfig(), sparsity_coefficient=config.sparsity_coefficient),
@@ -87,7 +92,7 @@ def layer_sweep(config: LayerSweepConfig) -> list[dict]:
             summary_file = steer_dir / "summary.json"
             summary = (json.loads(summary_file.read_text()) if summary_file.is_file() else
                        steerability(SteerabilityConfig(out=steer_dir, sae=sae_dir, model=model,
-                                                       n_images=config.steer_images,
+                                                       images=config.steer_dataset, n_images=config.steer_images,
                                                        max_features=config.steer_max_features,
                                                        random_control=config.random_control, device=config.device,
                                                        seed=config.seed)))

@@ -10,6 +10,7 @@ Token layout of the vision residual stream: index 0 is CLS, then `grid × grid` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,15 @@ class Backbone:
                         dtype: torch.dtype = torch.float32, revision: str | None = None) -> Backbone:
         loaded = load_clip(name_or_path, device=device, dtype=dtype, revision=revision)
         return cls(loaded.model, loaded.tokenizer, loaded.preprocess, loaded.name, loaded.revision)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a Hugging Face folder (weights, tokenizer, preprocessor_config.json) that from_pretrained reads."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        (folder / "preprocessor_config.json").write_text(json.dumps(self.preprocess.to_hf_dict(), indent=2))
+        return folder
 
     # ------------------------------------------------------------------ properties
     @property

@@ -36,7 +36,7 @@ class SteerabilityConfig:
     """CLIP checkpoint; default: the shipped toy CLIP."""
     site: str | None = None
     """Hook site; default: the SAE's own site."""
-    images: str = "world:steer"
+    images: str = "world:zero_shot/test"
     """Image source: an image folder or `world:<split>`; the first `n_images` are used."""
     n_images: int = 192
     vocabulary: Path | None = None
