@@ -23,7 +23,7 @@ def test_eval_writes_all_metric_groups(world_geometry_model_dir: Path, tmp_path:
     factors = saved["factor_recovery"]
     assert set(factors["image_mean_auroc_by_group"]) == {"shape", "colour", "background", "word"}
     assert 0.5 <= factors["image_mean_auroc_shape_colour_background"] <= 1.0
-    assert "untrained_control_image_mean_auroc_by_group" in factors
+    assert {"untrained_control_image_mean_auroc_by_group", "untrained_control_patch_mean_auroc_by_group"} <= set(factors)
     assert set(saved["downstream"]) >= {"ce_clean", "ce_sae", "ce_zero", "ce_recovered_pct", "embedding_cosine_sae"}
     assert (tmp_path / "sae" / "feature_density.png").stat().st_size > 0
 

@@ -57,7 +57,7 @@ def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str
     # trained SAE must beat for factor recovery to mean anything.
     control = SparseAutoencoder(sae.config, generator=torch.Generator().manual_seed(0)).to(module_device(sae)).eval()
     control.b_dec.data.copy_(sae.b_dec.data)
-    image_codes, patch_codes, image_labels, patch_labels, control_codes = [], [], [], [], []
+    image_codes, patch_codes, image_labels, patch_labels, control_codes, control_patch_codes = [], [], [], [], [], []
     for start in tqdm(range(0, n_images, batch_size), desc="eval", leave=False):
         batch = dataset.arrays(start, min(start + batch_size, n_images))
         x = backbone.capture(backbone.pixels(batch.images), [site])[site]  # [B, T, d]
@@ -65,11 +65,13 @@ def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str
             out = sae(x)
         codes = out.codes.reshape(*x.shape[:2], sae.d_sae)
         meter.update(x, out.reconstruction.reshape(x.shape), codes)
+        control_token_codes = control.encode(x)
         image_codes.append(codes.amax(dim=1))
-        control_codes.append(control.encode(x).amax(dim=1))
+        control_codes.append(control_token_codes.amax(dim=1))
         image_labels.append(image_factors(batch))
         if start < n_patch_images:
             patch_codes.append(codes[:, 1:].reshape(-1, sae.d_sae))
+            control_patch_codes.append(control_token_codes[:, 1:].reshape(-1, sae.d_sae))
             patch_labels.append(patch_factors(batch))
 
     def cat(parts: list[dict]) -> dict:
@@ -77,6 +79,7 @@ def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str
 
     image_level = factor_recovery(torch.cat(image_codes), cat(image_labels))
     control_level = factor_recovery(torch.cat(control_codes), cat(image_labels))
+    control_patch_level = factor_recovery(torch.cat(control_patch_codes), cat(patch_labels))
     patch_level = factor_recovery(torch.cat(patch_codes), cat(patch_labels))
     groups = ("shape", "colour", "background")
     return {
@@ -88,6 +91,8 @@ def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str
             "image_mean_auroc_by_group": {g: image_level.mean_auroc_of(g) for g in (*groups, "word")},
             "patch_mean_auroc_by_group": {g: patch_level.mean_auroc_of(g) for g in (*groups, "word")},
             "untrained_control_image_mean_auroc_by_group": {g: control_level.mean_auroc_of(g)
+                                                            for g in (*groups, "word")},
+            "untrained_control_patch_mean_auroc_by_group": {g: control_patch_level.mean_auroc_of(g)
                                                             for g in (*groups, "word")},
         },
     }

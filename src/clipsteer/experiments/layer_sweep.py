@@ -118,6 +118,8 @@ def layer_row(layer: int, result: dict) -> dict:
         "factor_auroc_image_control": sum(fac["untrained_control_image_mean_auroc_by_group"][g]
                                           for g in ("shape", "colour", "background")) / 3,
         "factor_auroc_patch": sum(fac["patch_mean_auroc_by_group"][g] for g in ("shape", "colour", "background")) / 3,
+        "factor_auroc_patch_control": sum(fac["untrained_control_patch_mean_auroc_by_group"][g]
+                                          for g in ("shape", "colour", "background")) / 3,
         "word_auroc_image": fac["image_mean_auroc_by_group"]["word"],
     }
 
@@ -148,7 +150,8 @@ def plot_layers(rows: list[dict], path: Path) -> None:
     left.set_ylabel("fraction steerable (S > 0.10)")
     left.legend(fontsize=7)
     for key, label in [("factor_auroc_image", "SAE, image level"), ("factor_auroc_patch", "SAE, patch level"),
-                       ("factor_auroc_image_control", "untrained SAE, image level")]:
+                       ("factor_auroc_image_control", "untrained SAE, image level"),
+                       ("factor_auroc_patch_control", "untrained SAE, patch level")]:
         right.plot(layers, [r[key] for r in rows], marker="o", label=label)
     right.set_xlabel("layer (resid_post)")
     right.set_ylabel("mean best-feature AUROC")
