@@ -37,6 +37,7 @@ from clipsteer.sae.sparse import sparse_decode, topk_encode
 TopKImpl = Literal["sparse", "dense"]
 PER_TOKEN_NORMALIZATIONS = ("layer_norm", "token_rescale")
 DEFAULT_JUMPRELU_THRESHOLD = 1e-3
+FREQUENCY_SAMPLE_TOKENS = 1024  # dense architectures count firing frequencies on this many tokens per batch
 
 
 class SAEInputError(ValueError):
@@ -87,7 +88,9 @@ class TrainTrace:
     stats: NormStats
     recon_norm: Tensor
     recon: Tensor
-    fire_counts: Tensor  # [d_sae] float: tokens in this batch on which each feature was non-zero
+    fired: Tensor         # bool [d_sae]: non-zero on at least one token of the batch
+    fire_counts: Tensor   # float [d_sae]: tokens among the first `counted_tokens` on which each feature fired
+    counted_tokens: int
     pre: Tensor | None = None
     codes: Tensor | None = None
     values: Tensor | None = None
@@ -99,7 +102,12 @@ class TrainTrace:
 
     @property
     def l0(self) -> float:
-        return float(self.fire_counts.sum()) / self.x.shape[0]
+        """Mean number of non-zero features per token (exact, over the whole batch)."""
+        with torch.no_grad():
+            if self.values is not None:
+                return float((self.values > 0).sum()) / self.values.shape[0]
+            assert self.codes is not None
+            return float(self.codes.gt(0).sum(dim=-1, dtype=torch.float32).mean())
 
 
 class SparseAutoencoder(nn.Module):
@@ -293,7 +301,8 @@ class SparseAutoencoder(nn.Module):
             with torch.no_grad():
                 fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
             return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
-                              recon=denormalize(recon_norm, stats), fire_counts=fire_counts, values=values,
+                              recon=denormalize(recon_norm, stats), fired=fire_counts > 0,
+                              fire_counts=fire_counts, counted_tokens=x.shape[0], values=values,
                               indices=indices, aux_values=aux_values if k_aux else None,
                               aux_indices=aux_indices if k_aux else None)
         pre = self.pre_activations(x_norm)
@@ -309,9 +318,15 @@ class SparseAutoencoder(nn.Module):
             aux = pre.masked_fill(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
             aux_codes = torch.zeros_like(pre).scatter(-1, aux.indices, aux.values)
         with torch.no_grad():
-            fire_counts = (codes > 0).sum(dim=0).float()
+            # "fired at all" over the whole batch is one cheap max-reduction; exact per-feature counts
+            # over a [N, d_sae] mask cost ~8x more, so frequencies are counted on a fixed sample of tokens
+            # (the batch is shuffled, so this is an unbiased estimate).
+            fired = codes.amax(dim=0) > 0
+            sample = codes[:FREQUENCY_SAMPLE_TOKENS]
+            fire_counts = sample.gt(0).sum(dim=0, dtype=torch.float32)
         return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
-                          recon=denormalize(recon_norm, stats), fire_counts=fire_counts, pre=pre, codes=codes,
+                          recon=denormalize(recon_norm, stats), fired=fired, fire_counts=fire_counts,
+                          counted_tokens=sample.shape[0], pre=pre, codes=codes,
                           aux_codes=aux_codes, batch_threshold=batch_threshold)
 
     @torch.no_grad()

@@ -125,7 +125,9 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
     n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
     if arch == "relu":
         assert trace.codes is not None
-        l1 = trace.codes.sum(dim=-1, dtype=torch.float32).mean()  # codes ≥ 0, so Σ|f| = Σf
+        # codes ≥ 0, so Σ|f| = Σf; summed in the codes' dtype (a bf16 sum still accumulates in fp32)
+        # because asking for an fp32 result would copy the whole [N, d_sae] code matrix twice.
+        l1 = trace.codes.sum(dim=-1).float().mean()
         total = total + sparsity_coefficient * l1
         terms["l1"] = l1.detach()
     elif arch == "jumprelu":

@@ -3,7 +3,9 @@
 - A feature is *dead* once it has not fired for more than `dead_feature_window` consecutive steps
   (the paper: 5000 steps of 4096 tokens).
 - Every `feature_sampling_window` steps the firing frequency of each feature over that window is
-  summarised (fraction of dead-in-window and dense features, mean log10 frequency) and reset.
+  summarised (fraction of dead-in-window and dense features, mean log10 frequency) and reset. For dense
+  architectures the frequencies are counted on a fixed sample of each batch's tokens (see
+  `TrainTrace.fire_counts`); `window_tokens` is the number of tokens counted.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ class FeatureStats:
         self.window_counts = torch.zeros(d_sae, dtype=torch.float64, device=device)
         self.window_tokens = 0
 
-    def update(self, fire_counts: Tensor, n_tokens: int) -> None:
-        """fire_counts [d_sae]: tokens of this batch on which each feature was non-zero."""
-        assert fire_counts.shape == self.steps_since_fired.shape, (fire_counts.shape, self.steps_since_fired.shape)
-        fired = fire_counts > 0
+    def update(self, fired: Tensor, fire_counts: Tensor, counted_tokens: int) -> None:
+        """fired: bool [d_sae], non-zero anywhere in the batch; fire_counts [d_sae]: tokens (out of
+        `counted_tokens`) on which each feature was non-zero."""
+        assert fired.shape == fire_counts.shape == self.steps_since_fired.shape, (fired.shape, fire_counts.shape)
         self.steps_since_fired = torch.where(fired, torch.zeros_like(self.steps_since_fired),
                                              self.steps_since_fired + 1)
         self.window_counts += fire_counts.to(self.window_counts.dtype)
-        self.window_tokens += n_tokens
+        self.window_tokens += counted_tokens
 
     def dead_mask(self, window: int) -> Tensor:
         """bool [d_sae]: features that have not fired for more than `window` steps."""

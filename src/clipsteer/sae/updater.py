@@ -80,7 +80,7 @@ class SAEUpdater:
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
-        self.stats.update(trace.fire_counts, x.shape[0])
+        self.stats.update(trace.fired, trace.fire_counts, trace.counted_tokens)
         if (step + 1) % config.feature_sampling_window == 0:
             self.pending_window_summary = self.stats.summarize_window(config.dense_threshold)
         if not want_metrics:
