@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipsteer.sae.config import Architecture
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -22,7 +24,11 @@ class DemoConfig:
     layer: int | None = None
     """Layer to study (resid_post); default: the middle one."""
     harvest_images: int = 4000
-    train_tokens: int = 3_000_000
+    architecture: Architecture = "topk"
+    """TopK converges in few steps on the toy CLIP; `relu` is the paper's vanilla SAE (needs more tokens)."""
+    k: int = 32
+    train_tokens: int = 2_000_000
+    lr: float = 1e-3
     eval_images: int = 1000
     steer_images: int = 64
     steer_max_features: int = 256
@@ -48,7 +54,9 @@ def run_demo(config: DemoConfig) -> dict:
     print(f"[demo] {backbone.name}: {backbone.n_layers} blocks, d_model {backbone.d_model}, "
           f"{backbone.grid}x{backbone.grid} patches; studying blocks.{layer}.resid_post")
     rows = layer_sweep(LayerSweepConfig(out=config.out, model=model, layers=(layer,),
-                                        harvest_images=config.harvest_images, train_tokens=config.train_tokens,
+                                        harvest_images=config.harvest_images, architecture=config.architecture,
+                                        k=config.k, train_tokens=config.train_tokens, lr=config.lr,
+                                        dead_feature_window=200,
                                         eval_images=config.eval_images, steer_images=config.steer_images,
                                         steer_max_features=config.steer_max_features, seed=config.seed))
     row = rows[0]
