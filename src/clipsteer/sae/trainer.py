@@ -110,7 +110,11 @@ class Trainer:
     def _initialise(self, updaters: list[SAEUpdater]) -> None:
         config = self.config
         n_batches = math.ceil(config.init_samples / config.batch_size)
-        rows = list(itertools.islice(self.source.batches(config.batch_size, config.seed, 0), n_batches))
+        stream = self.source.batches(config.batch_size, config.seed, 0)
+        try:
+            rows = list(itertools.islice(stream, n_batches))
+        finally:
+            _close(stream)
         sample = torch.cat(rows)[: config.init_samples].to(config.device, torch.float32)
         for updater in updaters:
             sae, objective = updater.sae, updater.recipe.objective
@@ -220,6 +224,14 @@ class Trainer:
                     prune_checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints)
         finally:
             bar.close()
+            _close(stream)
+
+
+def _close(stream: object) -> None:
+    """Close a batch generator so that a loader's background workers stop (a no-op for plain iterators)."""
+    close = getattr(stream, "close", None)
+    if callable(close):
+        close()
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
