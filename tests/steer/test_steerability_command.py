@@ -17,12 +17,14 @@ def test_steerability_command_writes_tables_for_every_basis(world_geometry_model
     out = tmp_path / "steer"
     summary = steerability(SteerabilityConfig(out=out, sae=tmp_path / "sae", model=str(world_geometry_model_dir),
                                               images="world:zero_shot/test", n_images=8, alpha=20.0,
-                                              max_features=10, curve_features=(0, 3), curve_alphas=(0.0, 20.0)))
+                                              max_features=10, curve_features=(0, 3), curve_alphas=(0.0, 20.0),
+                                              alpha_sweep=(0.0, 20.0)))
     for basis, n in [("sae", 10), ("neurons", 32), ("random_sae", 10), ("random_neurons", 32)]:
         rows = [json.loads(line) for line in (out / f"features_{basis}.jsonl").read_text().splitlines()]
         assert len(rows) == n == summary[basis]["n_features"]
         assert all(r["steerable"] == (r["steerability"] > 0.10) for r in rows)
         assert (out / f"features_{basis}.csv").read_text().startswith("feature,steerability,power,top_concept")
+    assert summary["alpha_sweep"]["neurons"]["20.0"] == summary["neurons"]["fraction_steerable"]
     curves = summary["strength_curves"]
     assert set(curves) == {0, 3} and curves[0]["alpha"] == [0.0, 20.0]
     assert json.loads((out / "summary.json").read_text())["site"] == "blocks.2.resid_post"

@@ -50,11 +50,11 @@ class FactorRecovery:
         }
 
 
-def factor_recovery(activations: Tensor, factors: dict[str, Tensor], split_threshold: float = 0.9,
-                    poly_threshold: float = 0.8) -> FactorRecovery:
-    """activations [N, F] (one row per image, or per patch); factors {name: bool [N]}.
+def factor_auroc_table(activations: Tensor, factors: dict[str, Tensor]) -> tuple[list[str], Tensor]:
+    """AUROC of every feature for every factor: (names [K], table [K, F]).
 
-    Factors with no positives or no negatives in this sample are skipped (AUROC is undefined).
+    activations [N, F] (one row per image, or per patch); factors {name: bool [N]}. Factors with no
+    positives or no negatives in this sample are left out (AUROC is undefined).
     """
     if activations.ndim != 2:
         raise ValueError(f"activations must be [N, F], got {tuple(activations.shape)}")
@@ -64,20 +64,22 @@ def factor_recovery(activations: Tensor, factors: dict[str, Tensor], split_thres
         if labels.shape != activations.shape[:1]:
             raise ValueError(f"factor {name!r}: labels {tuple(labels.shape)} vs activations {tuple(activations.shape)}")
         if labels.all() or not labels.any():
-            continue  # AUROC is undefined without both classes
+            continue
         names.append(name)
         columns.append(labels)
-    scores: list[FactorScore] = []
-    poly = torch.zeros(activations.shape[1], dtype=torch.long)
-    if names:
-        table = auroc(activations, torch.stack(columns, dim=1)).cpu()  # [K, F]
-        best = table.argmax(dim=1)
-        scores = [FactorScore(name, int(best[i]), float(table[i, best[i]]), int((table[i] >= split_threshold).sum()))
-                  for i, name in enumerate(names)]
-        poly = (table >= poly_threshold).long().sum(dim=0)
-    if not scores:
+    if not names:
         raise ValueError("no factor has both positive and negative examples in this sample")
-    return FactorRecovery(tuple(scores), poly)
+    return names, auroc(activations, torch.stack(columns, dim=1)).cpu()
+
+
+def factor_recovery(activations: Tensor, factors: dict[str, Tensor], split_threshold: float = 0.9,
+                    poly_threshold: float = 0.8) -> FactorRecovery:
+    """Best feature per factor, splitting and polysemanticity (see the module docstring)."""
+    names, table = factor_auroc_table(activations, factors)
+    best = table.argmax(dim=1)
+    scores = tuple(FactorScore(name, int(best[i]), float(table[i, best[i]]), int((table[i] >= split_threshold).sum()))
+                   for i, name in enumerate(names))
+    return FactorRecovery(scores, (table >= poly_threshold).long().sum(dim=0))
 
 
 def image_level(token_acts: Tensor) -> Tensor:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
 from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.experiments.concept_match import concept_matches
 from clipsteer.models.backbone import Backbone
 from clipsteer.sae.commands import TrainConfig, train
 from clipsteer.sae.config import Architecture
+from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import TrainerConfig
 from clipsteer.steer.commands import SteerabilityConfig, steerability
@@ -100,12 +102,25 @@ def layer_sweep(config: LayerSweepConfig) -> list[dict]:
                 if basis in summary:
                     row[f"steerable_{basis}"] = summary[basis]["fraction_steerable"]
                     row[f"concepts_{basis}"] = summary[basis]["distinct_concepts"]
+            row |= match_layer(model, sae_dir, site, steer_dir, config)
         rows.append(row)
         print(f"[layer-sweep] layer {layer}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                         for k, v in row.items()))
     write_table(rows, out)
     plot_layers(rows, out / "layers.png")
     return rows
+
+
+def match_layer(model: str, sae_dir: Path, site: str, steer_dir: Path, config: LayerSweepConfig) -> dict:
+    """Steerable SAE features whose top concept names a factor they detect (`concept_matches.json`)."""
+    match_file = steer_dir / "concept_matches.json"
+    if not match_file.is_file():
+        rows = [json.loads(line) for line in (steer_dir / "features_sae.jsonl").read_text().splitlines()]
+        backbone = Backbone.from_pretrained(model, device=config.device)
+        sae = load_any_sae(sae_dir, device=config.device)
+        match_file.write_text(json.dumps(concept_matches(backbone, sae, site, rows), indent=2))
+    result = json.loads(match_file.read_text())
+    return {"steerable_matching_detected_factor": result["n_matched"]}
 
 
 def layer_row(layer: int, result: dict) -> dict:

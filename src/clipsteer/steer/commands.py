@@ -51,6 +51,8 @@ class SteerabilityConfig:
     """Also score the same bases in a model with random vision weights (the trained text tower kept)."""
     max_features: int | None = None
     """Score only an evenly spaced subset of this many SAE features (default: all; neurons: always all)."""
+    alpha_sweep: tuple[float, ...] = ()
+    """Also report the fraction steerable of every basis at each of these α (the clean pass is shared)."""
     curve_features: tuple[int, ...] = ()
     """SAE features whose strength curve (S and P over `curve_alphas`) is recorded."""
     curve_alphas: tuple[float, ...] = (-20.0, -5.0, 0.0, 5.0, 10.0, 20.0, 50.0, 150.0)
@@ -138,6 +140,12 @@ def steerability(config: SteerabilityConfig) -> dict:
             summary[f"{prefix}{basis}"] = summarise(rows)
             print(f"[steerability] {prefix}{basis}: {summary[f'{prefix}{basis}']['fraction_steerable']:.3f} steerable, "
                   f"{summary[f'{prefix}{basis}']['distinct_concepts']} distinct concepts")
+            if config.alpha_sweep:
+                summary.setdefault("alpha_sweep", {})[f"{prefix}{basis}"] = {
+                    str(alpha): float(run.scores(features, engine=config.engine, alpha=alpha, progress=False)
+                                      .steerable(config.threshold).float().mean())
+                    for alpha in config.alpha_sweep}
+                print(f"[steerability] {prefix}{basis}: fraction steerable by α {summary['alpha_sweep'][f'{prefix}{basis}']}")
             if prefix == "" and basis == "sae" and config.curve_features:
                 summary["strength_curves"] = strength_curves(run, config.curve_features, config.curve_alphas,
                                                              config.engine)
