@@ -287,3 +287,14 @@ def test_train_command_reads_a_real_activation_store(tmp_path: Path) -> None:
     sae = load_sae(folders[next(iter(folders))])
     assert sae.config.site == "blocks.1.resid_post" and sae.config.model == "fake-clip" and sae.d_in == d
     assert bool(torch.isfinite(sae.W_enc.detach()).all())
+
+
+def test_optional_loggers_need_their_package(world: SparseWorld, tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    trainer = Trainer(recipes()[:1], TensorSource(world.data[:2048]), config(steps=2, loggers=("wandb",)),
+                      run_dir=tmp_path / "run")
+    with pytest.raises(ImportError, match=r"'wandb' package is not installed \(pip install wandb\)"):
+        trainer.run()
