@@ -294,7 +294,7 @@ def test_optional_loggers_need_their_package(world: SparseWorld, tmp_path: Path)
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
-    trainer = Trainer(recipes()[:1], TensorSource(world.data[:2048]), config(steps=2, loggers=("wandb",)),
-                      run_dir=tmp_path / "run")
     with pytest.raises(ImportError, match=r"'wandb' package is not installed \(pip install wandb\)"):
-        trainer.run()
+        Trainer(recipes()[:1], TensorSource(world.data[:2048]), config(steps=2, loggers=("wandb",)),
+                run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

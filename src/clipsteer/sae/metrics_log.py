@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Protocol
 
-from clipsteer.sae._atomic import atomic_write_text
+from clipsteer.atomic import atomic_write_text
 
 
 class MetricsSink(Protocol):
@@ -81,9 +81,8 @@ class TensorboardSink:
         self._writer.close()
 
 
-def open_extra_sinks(names: tuple[str, ...], run_dir: Path, project: str, config: dict[str, Any]) -> list[MetricsSink]:
-    """Open the requested optional sinks; a missing package is an error naming how to install it."""
-    sinks: list[MetricsSink] = []
+def check_extra_sinks(names: tuple[str, ...]) -> None:
+    """Raise now (before any training) if a requested optional sink is unknown or its package is missing."""
     for name in names:
         package = {"wandb": "wandb", "tensorboard": "tensorboard"}.get(name)
         if package is None:
@@ -91,5 +90,9 @@ def open_extra_sinks(names: tuple[str, ...], run_dir: Path, project: str, config
         if importlib.util.find_spec(package) is None:
             raise ImportError(f"logger {name!r} was requested but the {package!r} package is not installed "
                               f"(pip install {package}), or drop it from TrainerConfig.loggers")
-        sinks.append(WandbSink(project, run_dir, config) if name == "wandb" else TensorboardSink(run_dir))
-    return sinks
+
+
+def open_extra_sinks(names: tuple[str, ...], run_dir: Path, project: str, config: dict[str, Any]) -> list[MetricsSink]:
+    """Open the requested optional sinks; a missing package is an error naming how to install it."""
+    check_extra_sinks(names)
+    return [WandbSink(project, run_dir, config) if name == "wandb" else TensorboardSink(run_dir) for name in names]

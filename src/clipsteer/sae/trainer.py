@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from clipsteer.sae._atomic import atomic_write_json
+from clipsteer.atomic import atomic_write_json
 from clipsteer.sae.checkpoint import (
     load_latest_checkpoint,
     prune_checkpoints,
@@ -39,7 +39,7 @@ from clipsteer.sae.checkpoint import (
 )
 from clipsteer.sae.geometric_median import geometric_median
 from clipsteer.sae.io import save_sae
-from clipsteer.sae.metrics_log import JsonlSink, MetricsSink, open_extra_sinks
+from clipsteer.sae.metrics_log import JsonlSink, MetricsSink, check_extra_sinks, open_extra_sinks
 from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.sae.normalization import estimate_input_scale
 from clipsteer.sae.recipe import NON_SEMANTIC_FIELDS, SAERecipe, TrainerConfig
@@ -77,6 +77,7 @@ class Trainer:
             if recipe.sae.d_in != d_in:
                 raise ValueError(f"Trainer: SAE {recipe.name!r} has d_in={recipe.sae.d_in} but the batch source "
                                  f"yields rows of width {d_in}")
+        check_extra_sinks(config.loggers)
         self.recipes = list(recipes)
         self.source = source
         self.config = config
