@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from clipsteer.atomic import atomic_directory
 from clipsteer.sae import (
     SAEConfig,
     SAEConfigError,
@@ -26,7 +27,6 @@ from clipsteer.sae import (
     load_saelens_sae,
     save_sae,
 )
-from clipsteer.sae._atomic import atomic_directory
 
 D_IN, D_SAE = 12, 40
 

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clipsteer.activations.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir
 from clipsteer.activations.format import (
     INDEX_DTYPE,
     METADATA_FILE,
@@ -41,6 +40,7 @@ from clipsteer.activations.format import (
     read_metadata,
     shard_file,
 )
+from clipsteer.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from clipsteer.sae._atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
+from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
 from clipsteer.sae.updater import SAEUpdater
 
 FORMAT = "clipsteer-trainer-checkpoint"

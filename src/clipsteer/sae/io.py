@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from clipsteer.sae._atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
+from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.model import SparseAutoencoder
 

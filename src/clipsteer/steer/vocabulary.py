@@ -13,10 +13,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from clipsteer.atomic import atomic_save_safetensors
 from clipsteer.models.backbone import Backbone
 
 END_OF_WORD = "</w>"
@@ -67,9 +68,6 @@ def text_embeddings(backbone: Backbone, words: Sequence[str], cache_dir: Path | 
         return load_file(cache_file)["embeddings"].to(backbone.device)
     emb = backbone.encode_text(list(words))
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        save_file({"embeddings": emb.cpu().contiguous()}, tmp)
-        tmp.replace(cache_file)
+        atomic_save_safetensors({"embeddings": emb}, cache_file)
     return emb
 

@@ -14,11 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
+TMP_SUFFIX = ".tmp"  # every temporary name ends with it, so a resumed job can sweep leftovers
 
-def _fsync_dir(folder: Path) -> None:
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames inside `folder` durable (best effort: not every filesystem allows it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # some platforms cannot open directories; rename is still atomic there
@@ -31,10 +35,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -44,7 +48,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
+
+
+def atomic_write_array(path: str | Path, array: np.ndarray) -> None:
+    """Raw little-endian bytes of an array (no header: the reader's metadata gives the shape)."""
+    assert array.dtype.byteorder in ("<", "=", "|") or array.dtype.itemsize == 1, "arrays are stored little-endian"
+    assert np.little_endian, "clipsteer writes raw arrays on little-endian machines only"
+    atomic_write_bytes(path, memoryview(np.ascontiguousarray(array)).cast("B"))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -60,7 +71,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
     """Save tensors (made contiguous, on CPU) as one safetensors file, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -70,7 +81,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @contextmanager
@@ -81,7 +92,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
     try:
         yield tmp
     except BaseException:
@@ -93,6 +104,6 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         old.rmdir()
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
