@@ -52,6 +52,8 @@ class LayerSweepConfig:
     steer_images: int = 192
     steer_max_features: int | None = None
     """Score an evenly spaced subset of SAE features (default: all)."""
+    steer_alphas: tuple[float, ...] = ()
+    """Also measure the fraction steerable at these α (each costs one more steering pass)."""
     random_control: bool = True
     steer: bool = True
     device: str = "cpu"
@@ -96,12 +98,15 @@ def layer_sweep(config: LayerSweepConfig) -> list[dict]:
                        steerability(SteerabilityConfig(out=steer_dir, sae=sae_dir, model=model,
                                                        images=config.steer_dataset, n_images=config.steer_images,
                                                        max_features=config.steer_max_features,
+                                                       alpha_sweep=config.steer_alphas,
                                                        random_control=config.random_control, device=config.device,
                                                        seed=config.seed)))
             for basis in ("sae", "neurons", "random_sae", "random_neurons"):
                 if basis in summary:
                     row[f"steerable_{basis}"] = summary[basis]["fraction_steerable"]
                     row[f"concepts_{basis}"] = summary[basis]["distinct_concepts"]
+            for basis, by_alpha in summary.get("alpha_sweep", {}).items():
+                row |= {f"steerable_{basis}_alpha{alpha}": fraction for alpha, fraction in by_alpha.items()}
             row |= match_layer(model, sae_dir, site, steer_dir, config)
         rows.append(row)
         print(f"[layer-sweep] layer {layer}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -156,11 +161,14 @@ def plot_layers(rows: list[dict], path: Path) -> None:
 
     layers = [r["layer"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for key, label in [("steerable_sae", "SAE features"), ("steerable_neurons", "neurons"),
-                       ("steerable_random_sae", "SAE dirs, random model"),
-                       ("steerable_random_neurons", "neurons, random model")]:
+    names = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE dirs, random model",
+             "random_neurons": "neurons, random model"}
+    keys = [k for k in rows[0] if k.startswith("steerable_") and k != "steerable_matching_detected_factor"]
+    for key in keys:  # steerable_<basis> (the run's α) and steerable_<basis>_alpha<α> (the α sweep)
         if all(key in r for r in rows):
-            left.plot(layers, [r[key] for r in rows], marker="o", label=label)
+            basis, _, alpha = key.removeprefix("steerable_").partition("_alpha")
+            label = names.get(basis, basis) + (f", α={alpha}" if alpha else "")
+            left.plot(layers, [r[key] for r in rows], marker="o", label=label, linestyle="-" if not alpha else ":")
     left.set_xlabel("layer (resid_post)")
     left.set_ylabel("fraction steerable (S > 0.10)")
     left.legend(fontsize=7)

@@ -57,6 +57,8 @@ class SteerabilityConfig:
     """SAE features whose strength curve (S and P over `curve_alphas`) is recorded."""
     curve_alphas: tuple[float, ...] = (-20.0, -5.0, 0.0, 5.0, 10.0, 20.0, 50.0, 150.0)
     engine: Engine = "auto"
+    batch_size: int = 256
+    """Rows per forward when resuming from the site (feature × image pairs are stacked)."""
     device: str = "cpu"
     seed: int = 0
 
@@ -133,7 +135,7 @@ def steerability(config: SteerabilityConfig) -> dict:
             features = (torch.linspace(0, n - 1, config.max_features).round().long().unique() if subsample
                         else torch.arange(n))
             print(f"[steerability] {prefix}{basis}: {len(features)} features at {site}")
-            run = SteeringRun(model, site, dictionary, pixels, text, spec)
+            run = SteeringRun(model, site, dictionary, pixels, text, spec, image_batch=config.batch_size)
             scores = run.scores(features, engine=config.engine)
             rows = feature_rows(scores, words, config.threshold)
             write_rows(rows, out / f"features_{prefix}{basis}")
