@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsteer.sae.config import Architecture
+from clipsteer.world.paths import shipped_toy_clip
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,6 @@ class DemoConfig:
     steer_images: int = 64
     steer_max_features: int = 256
     seed: int = 0
-
-
-def shipped_toy_clip() -> Path:
-    from clipsteer.world.paths import SHIPPED_CHECKPOINT
-
-    if not (SHIPPED_CHECKPOINT / "config.json").is_file():
-        raise FileNotFoundError(f"the shipped toy CLIP is missing at {SHIPPED_CHECKPOINT}; reinstall clipsteer or "
-                                f"train one with `clipsteer world train-clip`")
-    return SHIPPED_CHECKPOINT
 
 
 def run_demo(config: DemoConfig) -> dict:

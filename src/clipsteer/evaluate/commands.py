@@ -21,6 +21,7 @@ from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histo
 from clipsteer.models.backbone import Backbone
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
+from clipsteer.world.paths import shipped_toy_clip
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,6 @@ def plot_density(hist: dict, path: Path) -> None:
 
 
 def evaluate_sae(config: EvalConfig) -> dict:
-    from clipsteer.demo import shipped_toy_clip
-
     backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
     sae = load_any_sae(config.sae, device=config.device).eval()
     site = backbone.site(config.site or sae.config.site or "").name

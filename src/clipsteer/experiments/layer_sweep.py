@@ -24,6 +24,7 @@ from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import TrainerConfig
 from clipsteer.steer.commands import SteerabilityConfig, steerability
+from clipsteer.world.paths import shipped_toy_clip
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,6 @@ def sae_name(config: LayerSweepConfig) -> str:
 
 
 def layer_sweep(config: LayerSweepConfig) -> list[dict]:
-    from clipsteer.demo import shipped_toy_clip
-
     model = str(config.model or shipped_toy_clip())
     n_layers = Backbone.from_pretrained(model, device=config.device).n_layers
     layers = config.layers or tuple(range(n_layers))

@@ -22,6 +22,7 @@ from clipsteer.steer.control import random_vision_like
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.steerability import Engine, SteeringRun, SteeringScores, SteeringSpec
 from clipsteer.steer.vocabulary import read_word_list, text_embeddings, vocabulary_from_tokenizer
+from clipsteer.world.paths import shipped_toy_clip
 
 Basis = Literal["sae", "neurons"]
 
@@ -93,8 +94,6 @@ def write_rows(rows: list[dict], stem: Path) -> None:
 
 
 def steerability(config: SteerabilityConfig) -> dict:
-    from clipsteer.demo import shipped_toy_clip  # the default model
-
     torch.manual_seed(config.seed)
     backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
     sae_dictionary = None
