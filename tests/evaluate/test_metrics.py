@@ -44,7 +44,21 @@ def test_factor_recovery_splitting_and_polysemanticity() -> None:
     assert by_name["A"].n_detectors == 2 and by_name["B"].n_detectors == 1
     assert rec.poly_counts[2] == 2 and rec.poly_counts[4] == 0
     assert rec.summary()["polysemantic_features"] == 1
+    # Every noise feature fires everywhere (F1 = 2p/(1+p)); thresholded detectors would do better, but
+    # "fires" means > 0 here, so the best firing F1 of A is that of an always-on feature.
+    prevalence = a.double().mean()
+    assert by_name["A"].best_f1 == pytest.approx(float(2 * prevalence / (1 + prevalence)), abs=1e-4)
     assert rec.mean_auroc == pytest.approx(1.0)
+
+
+def test_firing_f1_rewards_features_that_fire_exactly_on_the_factor() -> None:
+    from clipsteer.evaluate.factors import firing_f1
+
+    labels = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 0]], dtype=torch.bool)
+    acts = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 3.0], [0.0, 1.0, 0.0]])
+    f1 = firing_f1(acts, labels)
+    torch.testing.assert_close(f1[0], torch.tensor([1.0, 2 * 2 / 6, 0.0]))
+    torch.testing.assert_close(f1[1], torch.tensor([0.0, 2 * 1 / 5, 1.0]))
 
 
 def test_image_level_is_max_over_tokens() -> None:

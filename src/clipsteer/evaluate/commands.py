@@ -90,6 +90,9 @@ def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str
             "image": image_level.summary(), "patch": patch_level.summary(),
             "image_mean_auroc_shape_colour_background": sum(image_level.mean_auroc_of(g) for g in groups) / 3,
             "image_mean_auroc_by_group": {g: image_level.mean_auroc_of(g) for g in (*groups, "word")},
+            "image_mean_firing_f1_by_group": {g: image_level.mean_f1_of(g) for g in (*groups, "word")},
+            "untrained_control_image_mean_firing_f1_by_group": {g: control_level.mean_f1_of(g)
+                                                                for g in (*groups, "word")},
             "patch_mean_auroc_by_group": {g: patch_level.mean_auroc_of(g) for g in (*groups, "word")},
             "untrained_control_image_mean_auroc_by_group": {g: control_level.mean_auroc_of(g)
                                                             for g in (*groups, "word")},
