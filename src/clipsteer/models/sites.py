@@ -17,7 +17,7 @@ from typing import Literal
 
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out", "resid_post"]
 SITE_KINDS: tuple[SiteKind, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
-_PATTERN = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|attn_out|mlp_out|resid_post)$")
+SITE_PATTERN = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|attn_out|mlp_out|resid_post)$")
 
 
 class UnknownSiteError(ValueError):
@@ -51,7 +51,7 @@ def parse_site(site: str | Site, n_layers: int) -> Site:
     if isinstance(site, Site):
         parsed = site
     else:
-        match = _PATTERN.match(site.strip())
+        match = SITE_PATTERN.match(site.strip())
         if match is None:
             raise UnknownSiteError(
                 f"unknown site {site!r}: expected 'blocks.<layer>.<kind>' with kind in {list(SITE_KINDS)} "

@@ -7,15 +7,13 @@ provenance is not lost, and steering code will reject them by name.
 
 from __future__ import annotations
 
-import re
-
-_HOOK = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|resid_post|attn_out|mlp_out)$")
+from clipsteer.models.sites import SITE_PATTERN
 
 
 def site_from_hook_name(hook_name: str | None) -> str | None:
     if hook_name is None:
         return None
-    match = _HOOK.match(hook_name.strip())
+    match = SITE_PATTERN.match(hook_name.strip())
     if match is None:
         return hook_name
     return f"blocks.{match.group(1)}.{match.group(2)}"
