@@ -168,7 +168,7 @@ class Run:
             self._restore()
 
     def _restore(self) -> None:
-        state = torch.load(self.state_path, weights_only=False)
+        state = torch.load(self.state_path, weights_only=True)  # tensors, numbers and strings only: no unpickling
         if state["config"] != _config_key(self.cfg):
             raise ValueError(f"{self.state_path} was written by a different training config; use another --out "
                              f"or --no-resume to start over")
