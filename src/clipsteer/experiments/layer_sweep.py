@@ -162,12 +162,17 @@ def plot_layers(rows: list[dict], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     names = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE dirs, random model",
              "random_neurons": "neurons, random model"}
+    colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
     keys = [k for k in rows[0] if k.startswith("steerable_") and k != "steerable_matching_detected_factor"]
-    for key in keys:  # steerable_<basis> (the run's α) and steerable_<basis>_alpha<α> (the α sweep)
+    alphas = sorted({k.partition("_alpha")[2] for k in keys} - {""}, key=float)
+    styles = ["--", ":", "-."]
+    for key in keys:  # colour = basis; solid = the run's α, dashed/dotted = the α sweep
         if all(key in r for r in rows):
             basis, _, alpha = key.removeprefix("steerable_").partition("_alpha")
+            style = styles[alphas.index(alpha) % len(styles)] if alpha else "-"
             label = names.get(basis, basis) + (f", α={alpha}" if alpha else "")
-            left.plot(layers, [r[key] for r in rows], marker="o", label=label, linestyle="-" if not alpha else ":")
+            left.plot(layers, [r[key] for r in rows], marker="o", markersize=3, label=label, linestyle=style,
+                      color=colours.get(basis))
     left.set_xlabel("layer (resid_post)")
     left.set_ylabel("fraction steerable (S > 0.10)")
     left.legend(fontsize=7)
