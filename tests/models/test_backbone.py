@@ -34,6 +34,11 @@ def test_encode_image_matches_transformers(which: str, request: pytest.FixtureRe
     torch.testing.assert_close(ours.norm(dim=-1), torch.ones(2))
 
 
+def test_encode_image_in_chunks_gives_the_same_embeddings(tiny: Backbone) -> None:
+    pixels = torch.randn(5, 3, 32, 32)
+    torch.testing.assert_close(tiny.encode_image(pixels, batch_size=2), tiny.encode_image(pixels), atol=1e-6, rtol=0)
+
+
 def test_vit_b32_layout(vit_b32: Backbone) -> None:
     assert (vit_b32.n_layers, vit_b32.d_model, vit_b32.grid, vit_b32.n_tokens, vit_b32.embed_dim) == (12, 768, 7, 50, 512)
 

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -116,4 +114,3 @@ def test_random_control_keeps_text_and_changes_vision(backbone) -> None:
     torch.testing.assert_close(control.encode_text(["cat"]), backbone.encode_text(["cat"]))
     pixels = torch.randn(1, 3, 32, 32)
     assert (control.encode_image(pixels) - backbone.encode_image(pixels)).abs().max() > 1e-3
-    json.dumps(control.name)

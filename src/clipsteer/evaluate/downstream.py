@@ -20,19 +20,15 @@ from torch import Tensor
 from clipsteer.models.backbone import Backbone
 
 
-def _embed(backbone: Backbone, pixels: Tensor, batch: int) -> Tensor:
-    return torch.cat([backbone.encode_image(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
-
-
 def downstream_fidelity(backbone: Backbone, site: str, reconstruct: Callable[[Tensor], Tensor], pixels: Tensor,
                         labels: Tensor, head: Tensor, batch: int = 128) -> dict:
     """pixels [N, 3, S, S], labels [N] class indices into head [C, E]; reconstruct: [B, T, d] → [B, T, d]."""
     labels = labels.to(backbone.device).long()
-    runs: dict[str, Tensor] = {"clean": _embed(backbone, pixels, batch)}
+    runs: dict[str, Tensor] = {"clean": backbone.encode_image(pixels, batch)}
     with backbone.intervene(site, reconstruct):
-        runs["sae"] = _embed(backbone, pixels, batch)
+        runs["sae"] = backbone.encode_image(pixels, batch)
     with backbone.intervene(site, torch.zeros_like):
-        runs["zero"] = _embed(backbone, pixels, batch)
+        runs["zero"] = backbone.encode_image(pixels, batch)
     out: dict[str, float] = {}
     for name, emb in runs.items():
         logits = backbone.zero_shot_logits(emb, head)

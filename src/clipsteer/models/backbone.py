@@ -128,9 +128,14 @@ class Backbone:
         return F.normalize(self.model.visual_projection(pooled), dim=-1)
 
     @torch.no_grad()
-    def encode_image(self, pixels: Tensor) -> Tensor:
-        """[B, 3, S, S] → normalised image embeddings [B, embed_dim] (interventions apply)."""
-        return self._head(self._run_blocks(self._embed(pixels), 0, self.n_layers))
+    def encode_image(self, pixels: Tensor, batch_size: int | None = None) -> Tensor:
+        """[B, 3, S, S] → normalised image embeddings [B, embed_dim] (interventions apply).
+
+        With `batch_size`, the images go through in chunks of that many (bounded memory, same result).
+        """
+        step = batch_size or len(pixels)
+        return torch.cat([self._head(self._run_blocks(self._embed(pixels[i:i + step]), 0, self.n_layers))
+                          for i in range(0, len(pixels), step)])
 
     @torch.no_grad()
     def encode_from(self, site: str | Site, hidden: Tensor) -> Tensor:

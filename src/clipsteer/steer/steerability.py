@@ -95,12 +95,12 @@ class SteeringRun:
         acts = [backbone.capture(pixels[i:i + image_batch], sites) for i in range(0, len(pixels), image_batch)]
         self.site_acts = torch.cat([a[self.site.name] for a in acts])  # [N, T, d] where codes are read
         self.resume_acts = torch.cat([a[self.resume.name] for a in acts]) if self.resume else None
-        clean = torch.cat([backbone.encode_image(pixels[i:i + image_batch]) for i in range(0, len(pixels), image_batch)])
+        clean = backbone.encode_image(pixels, image_batch)
         self.clean_probs = mean_probs(clean, self.text, spec.temperature)  # [V]
         self.mask = token_mask(spec.tokens, *self.site_acts.shape[:2], self.site_acts.device)  # [N, T]
         self.scale = dictionary.scale(self.site_acts)  # [N, T, 1]
         self._code_cache: dict[str, Tensor] = {}
-        self._closed_form_cache: dict[str, dict[str, Tensor]] = {}
+        self._closed_form_cache: dict[str, Tensor] | None = None
         self._logit_buffer: Tensor | None = None
 
     @property
@@ -134,8 +134,7 @@ class SteeringRun:
         for j in features.tolist():
             edit = Edit((j,), "clamp", alpha, self.spec.tokens)
             with self.backbone.intervene(self.site, edit_fn(self.dictionary, [edit])):
-                emb = torch.cat([self.backbone.encode_image(self.pixels[i:i + self.image_batch])
-                                 for i in range(0, len(self.pixels), self.image_batch)])
+                emb = self.backbone.encode_image(self.pixels, self.image_batch)
             out.append(mean_probs(emb, self.text, self.spec.temperature))
         return torch.stack(out)
 
@@ -169,7 +168,7 @@ class SteeringRun:
 
     def _closed_form_constants(self) -> dict[str, Tensor]:
         """Per-run pieces of the closed form (float64): everything that does not depend on the feature."""
-        if "closed_form" not in self._closed_form_cache:
+        if self._closed_form_cache is None:
             vision, model = self.backbone.vision, self.backbone.model
             ln, proj = vision.post_layernorm, model.visual_projection
             assert proj.bias is None, "CLIP's visual projection has no bias"
@@ -180,12 +179,12 @@ class SteeringRun:
             z = h - h.mean(-1, keepdim=True)
             a = z @ A.T  # [N, E]
             text = self.text.to(f64)
-            self._closed_form_cache["closed_form"] = {
-                "A": A, "q": q, "z": z, "a": a, "text32": self.text,
+            self._closed_form_cache = {
+                "A": A, "q": q, "z": z, "a": a,
                 "zz": (z * z).sum(-1), "aa": (a * a).sum(-1), "aq": a @ q, "qq": q @ q,
                 "aT": (a @ text.T).float(), "qT": (q @ text.T).float(), "eps": torch.tensor(ln.eps, dtype=f64),
             }
-        return self._closed_form_cache["closed_form"]
+        return self._closed_form_cache
 
     @torch.no_grad()
     def _closed_form(self, features: Tensor, alpha: float) -> Tensor:
@@ -201,7 +200,7 @@ class SteeringRun:
         # u = (a + c·b)/r + q is the unnormalised embedding; its norm from precomputed dot products.
         norm2 = ((k["aa"][:, None] + 2 * c * (k["a"] @ b.T) + c**2 * (b * b).sum(-1)) / r**2
                  + 2 * (k["aq"][:, None] + c * (b @ k["q"])) / r + k["qq"])
-        bT = b.float() @ k["text32"].T  # [K, V]
+        bT = b.float() @ self.text.T  # [K, V]
         # logit[k, n, v] = τ·(α·aT[n,v] + β·bT[k,v] + γ·qT[v]) with α = 1/(r‖u‖), β = c·α, γ = 1/‖u‖.
         gamma = self.spec.temperature / norm2.sqrt()  # [N, K]
         alpha_ = (gamma / r).T.float()  # [K, N]
