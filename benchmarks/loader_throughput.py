@@ -37,7 +37,7 @@ def write_random_store(directory: Path, n_rows: int, shard_rows: int) -> None:
     spec = StoreSpec(model_name="benchmark", model_revision="random", model_dtype="float32",
                      site="blocks.8.resid_post", tokens="all", dtype="float16", d_model=D_IN,
                      n_tokens_per_image=TOKENS_PER_IMAGE, first_token=0, shard_rows=shard_rows, dataset="random",
-                     dataset_fingerprint="random", n_images_requested=n_images, batch_size=256)
+                     dataset_fingerprint="random", n_images_requested=n_images, images_per_batch=256)
     writer = StoreWriter.open(directory, spec)
     block = torch.randn(256 * TOKENS_PER_IMAGE, D_IN, generator=torch.Generator().manual_seed(0))  # reused: time the writer
     tok = np.arange(TOKENS_PER_IMAGE, dtype=np.int32)

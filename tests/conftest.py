@@ -16,3 +16,10 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def world_geometry_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved random CLIP with the synthetic world's geometry (64 px, 8×8 patches, d_model 32)."""
     return tiny_backbone(image_size=64, patch_size=8).save_pretrained(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def backbone():
+    """The shared tiny random CLIP (3 blocks, d_model 32, 32 px, 4×4 patches, word tokenizer); tests must
+    leave it as they found it (interventions remove their hooks on exit)."""
+    return tiny_backbone(seed=0)

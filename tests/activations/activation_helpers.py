@@ -13,12 +13,12 @@ from clipsteer.activations.writer import StoreWriter
 
 
 def make_spec(tokens: str = "all", n_model_tokens: int = 5, d: int = 8, shard_rows: int = 7, n_images: int = 10,
-              dtype: str = "float16", batch_size: int = 3, **overrides) -> StoreSpec:
+              dtype: str = "float16", images_per_batch: int = 3, **overrides) -> StoreSpec:
     first, t = tokens_layout(tokens, n_model_tokens)
     fields = dict(model_name="fake", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",
                   tokens=tokens, dtype=dtype, d_model=d, n_tokens_per_image=t, first_token=first,
                   shard_rows=shard_rows, dataset="fake-dataset", dataset_fingerprint="fp0",
-                  n_images_requested=n_images, batch_size=batch_size)
+                  n_images_requested=n_images, images_per_batch=images_per_batch)
     fields.update(overrides)
     return StoreSpec(**fields)
 
@@ -37,11 +37,11 @@ def labelled_rows(image_indices: np.ndarray, spec: StoreSpec) -> torch.Tensor:
 
 
 def write_store(directory: Path, spec: StoreSpec, skip: tuple[int, ...] = ()) -> torch.Tensor:
-    """Write a complete store as a harvest would (chunks of batch_size images); returns all rows (float32)."""
+    """Write a complete store as a harvest would (chunks of images_per_batch images); returns all rows (float32)."""
     writer = StoreWriter.open(directory, spec)
     t, row, kept, skipped, all_rows = spec.n_tokens_per_image, 0, 0, [], []
-    for start in range(0, spec.n_images_requested, spec.batch_size):
-        end = min(start + spec.batch_size, spec.n_images_requested)
+    for start in range(0, spec.n_images_requested, spec.images_per_batch):
+        end = min(start + spec.images_per_batch, spec.n_images_requested)
         skipped += [SkippedImage(i, f"img{i}.png", "corrupt") for i in range(start, end) if i in skip]
         images = np.array([i for i in range(start, end) if i not in skip], dtype=np.int64)
         if len(images):

@@ -16,7 +16,7 @@ from clipsteer.activations.format import FORMAT_VERSION, PROGRESS_FILE, index_fi
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_round_trip(tmp_path: Path, dtype: str) -> None:
-    spec = make_spec(dtype=dtype, n_images=10, shard_rows=7, batch_size=3)   # 9 images kept: 45 rows = 6 shards of 7 + 3
+    spec = make_spec(dtype=dtype, n_images=10, shard_rows=7, images_per_batch=3)   # 9 images kept: 45 rows = 6 shards of 7 + 3
     rows = write_store(tmp_path / "s", spec, skip=(4,))
     store = ActivationStore.open(tmp_path / "s")
     assert store.n_rows == 45 and store.n_images == 9 and store.n_shards == 7 and store.d_model == 8
@@ -33,7 +33,7 @@ def test_round_trip(tmp_path: Path, dtype: str) -> None:
 
 
 def test_metadata_contents(tmp_path: Path) -> None:
-    spec = make_spec(n_images=6, batch_size=2)
+    spec = make_spec(n_images=6, images_per_batch=2)
     write_store(tmp_path / "s", spec, skip=(3,))
     meta = json.loads((tmp_path / "s" / "metadata.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION and meta["complete"] is True
@@ -115,7 +115,7 @@ def test_writer_refuses_a_different_fingerprint_and_foreign_dirs(tmp_path: Path)
 
 def test_writer_resumes_exactly_after_interruption(tmp_path: Path) -> None:
     """Stop feeding mid-way (as a kill would), reopen, feed from the recorded resume point."""
-    spec = make_spec(n_images=10, shard_rows=7, batch_size=3)
+    spec = make_spec(n_images=10, shard_rows=7, images_per_batch=3)
     full = write_store(tmp_path / "ref", spec)
     t = spec.n_tokens_per_image
     writer = StoreWriter.open(tmp_path / "s", spec)

@@ -16,14 +16,8 @@ from clipsteer.activations.harvest import harvest_dataset
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.cli import run_command
 from clipsteer.data import ImageFolder
-from clipsteer.models.testing import tiny_backbone
 
 SITES = ["blocks.0.resid_post", "blocks.2.mlp_out"]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return tiny_backbone(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def store_bytes(directory: Path) -> dict[str, bytes]:
 
 def test_rows_equal_capture_and_unreadable_images_are_listed(backbone, images: Path, tmp_path: Path) -> None:
     ds = ImageFolder(images)
-    dirs = harvest_dataset(backbone, ds, SITES, tmp_path, batch_size=4, shard_rows=10, progress=False)
+    dirs = harvest_dataset(backbone, ds, SITES, tmp_path, images_per_batch=4, shard_rows=10, progress=False)
     assert sorted(dirs) == SITES and dirs[SITES[0]] == tmp_path / SITES[0]
     readable = [i for i in range(len(ds)) if i != 3]
     expected = backbone.capture(backbone.pixels([ds.load(i) for i in readable]), SITES)
@@ -64,7 +58,7 @@ def test_token_selection_at_harvest_equals_selection_on_read(backbone, images: P
     ds = ImageFolder(images)
     site = "blocks.1.resid_post"
     for tokens in ("all", "cls", "patches"):
-        harvest_dataset(backbone, ds, [site], tmp_path / tokens, tokens=tokens, batch_size=4, shard_rows=13,
+        harvest_dataset(backbone, ds, [site], tmp_path / tokens, tokens=tokens, images_per_batch=4, shard_rows=13,
                         progress=False)
     for tokens, width in (("cls", 1), ("patches", 16)):
         own = open_ordered(tmp_path / tokens / site)
@@ -77,15 +71,15 @@ def test_token_selection_at_harvest_equals_selection_on_read(backbone, images: P
 def test_complete_store_is_not_redone_and_a_different_harvest_is_refused(backbone, images: Path, tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     ds = ImageFolder(images)
-    harvest_dataset(backbone, ds, SITES[:1], tmp_path, batch_size=4, shard_rows=10, progress=False)
+    harvest_dataset(backbone, ds, SITES[:1], tmp_path, images_per_batch=4, shard_rows=10, progress=False)
     before = store_bytes(tmp_path / SITES[0])
-    harvest_dataset(backbone, ds, SITES[:1], tmp_path, batch_size=4, shard_rows=10, progress=False)
+    harvest_dataset(backbone, ds, SITES[:1], tmp_path, images_per_batch=4, shard_rows=10, progress=False)
     assert "already complete; nothing to do" in capsys.readouterr().out
     assert store_bytes(tmp_path / SITES[0]) == before
     with pytest.raises(StoreMismatchError, match=r"n_images_requested: 11 vs 5"):
-        harvest_dataset(backbone, ds, SITES[:1], tmp_path, batch_size=4, shard_rows=10, max_images=5, progress=False)
-    with pytest.raises(StoreMismatchError, match=r"batch_size: 4 vs 2"):
-        harvest_dataset(backbone, ds, SITES[:1], tmp_path, batch_size=2, shard_rows=10, progress=False)
+        harvest_dataset(backbone, ds, SITES[:1], tmp_path, images_per_batch=4, shard_rows=10, max_images=5, progress=False)
+    with pytest.raises(StoreMismatchError, match=r"images_per_batch: 4 vs 2"):
+        harvest_dataset(backbone, ds, SITES[:1], tmp_path, images_per_batch=2, shard_rows=10, progress=False)
     assert store_bytes(tmp_path / SITES[0]) == before
 
 
@@ -97,7 +91,7 @@ def test_resume_when_sites_stopped_at_different_shards(backbone, images: Path, t
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill between two sites' shard writes leaves one store a shard ahead; resume evens them out exactly."""
     ds = ImageFolder(images)
-    kwargs = dict(batch_size=2, shard_rows=12, progress=False)
+    kwargs = dict(images_per_batch=2, shard_rows=12, progress=False)
     harvest_dataset(backbone, ds, SITES, tmp_path / "ref", **kwargs)
     original = StoreWriter._write_shard
     calls = {"n": 0}
@@ -125,7 +119,7 @@ def test_cli(backbone, images: Path, tmp_path: Path) -> None:
     backbone.model.save_pretrained(ckpt)
     out = run_command(["harvest", "--model", str(ckpt), "--dataset", str(images), "--sites", "blocks.1.hook_resid_post",
                        "--out", str(tmp_path / "acts"), "--tokens", "cls", "--dtype", "bfloat16", "--max-images",
-                       "6", "--batch-size", "4", "--workers", "0"])
+                       "6", "--images-per-batch", "4", "--workers", "0"])
     assert out == {"blocks.1.resid_post": tmp_path / "acts" / "blocks.1.resid_post"}
     store = ActivationStore.open(out["blocks.1.resid_post"])
     assert store.n_images == 5 and store.n_rows == 5 and store.torch_dtype == torch.bfloat16

@@ -20,7 +20,7 @@ from clipsteer.data import ImageFolder
 from clipsteer.models.testing import tiny_backbone
 
 SITES = ["blocks.1.resid_post", "blocks.2.resid_post"]
-SETTINGS = dict(batch_size=4, shard_rows=30, workers=1, dataset_spec="images")
+SETTINGS = dict(images_per_batch=4, shard_rows=30, workers=1, dataset_spec="images")
 
 # The child harvests a deliberately slow view of the same folder (same fingerprint), so the kill lands mid-run.
 CHILD = f"""

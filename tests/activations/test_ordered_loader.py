@@ -10,7 +10,7 @@ from clipsteer.activations import open_ordered
 
 
 def test_images_and_batches(store_factory) -> None:
-    directory, rows, spec = store_factory(n_images=9, shard_rows=4, batch_size=2, skip=(2, 7))
+    directory, rows, spec = store_factory(n_images=9, shard_rows=4, images_per_batch=2, skip=(2, 7))
     loader = open_ordered(directory)
     assert len(loader) == 7 and loader.tokens_per_image == 5
     per_image = as_stored(rows).view(7, 5, 8)
@@ -30,7 +30,7 @@ def test_images_and_batches(store_factory) -> None:
 
 @pytest.mark.parametrize("tokens,sl", [("cls", slice(0, 1)), ("patches", slice(1, 5))])
 def test_token_selection(store_factory, tokens: str, sl: slice) -> None:
-    directory, rows, _ = store_factory(n_images=6, shard_rows=7, batch_size=4)
+    directory, rows, _ = store_factory(n_images=6, shard_rows=7, images_per_batch=4)
     loader = open_ordered(directory, tokens=tokens)
     assert loader.tokens_per_image == sl.stop - sl.start
     _, acts = next(loader.batches(6))

@@ -17,14 +17,14 @@ def row_ids(batch: torch.Tensor) -> list[tuple[int, int]]:
     return [tuple(r) for r in batch[:, :2].round().long().tolist()]
 
 
-def take(source, n_batches: int, batch_size: int, seed: int, start: int = 0) -> list[torch.Tensor]:
-    return list(islice(source.batches(batch_size, seed, start), n_batches))
+def take(source, n_batches: int, tokens_per_batch: int, seed: int, start: int = 0) -> list[torch.Tensor]:
+    return list(islice(source.batches(tokens_per_batch, seed, start), n_batches))
 
 
 @pytest.mark.parametrize("tokens", ["all", "cls", "patches"])
 def test_every_row_once_per_epoch(store_factory, tokens: str) -> None:
     # 40 images × 5 tokens = 200 rows in 23 shards of 9 (last 2); windows of 2 shards → 12 windows per epoch.
-    directory, rows, spec = store_factory(n_images=40, shard_rows=9, batch_size=4, skip=(6,))
+    directory, rows, spec = store_factory(n_images=40, shard_rows=9, images_per_batch=4, skip=(6,))
     source = open_shuffled(directory, tokens=tokens, buffer_bytes=2 * 9 * 8 * 2)
     assert source.shards_per_window == 2 and source.d_in == 8
     expected_ids = sorted(row_ids(rows))
@@ -34,10 +34,10 @@ def test_every_row_once_per_epoch(store_factory, tokens: str) -> None:
         expected_ids = [r for r in expected_ids if r[1] > 0]
     n = len(expected_ids)
     assert source.n_rows == n
-    batch_size = 7                                    # does not divide n: batches straddle epochs
+    tokens_per_batch = 7                                    # does not divide n: batches straddle epochs
     n_epochs = 3
-    batches = take(source, -(-n * n_epochs // batch_size), batch_size, seed=5)
-    assert all(b.shape == (batch_size, 8) and b.dtype == torch.float32 for b in batches)
+    batches = take(source, -(-n * n_epochs // tokens_per_batch), tokens_per_batch, seed=5)
+    assert all(b.shape == (tokens_per_batch, 8) and b.dtype == torch.float32 for b in batches)
     stream = torch.cat(batches)
     by_id = {ids: r for ids, r in zip(row_ids(rows), as_stored(rows), strict=True)}
     epochs = [stream[e * n:(e + 1) * n] for e in range(n_epochs)]
@@ -50,7 +50,7 @@ def test_every_row_once_per_epoch(store_factory, tokens: str) -> None:
 
 
 def test_deterministic_per_seed_and_start_equals_dropping(store_factory) -> None:
-    directory, _, _ = store_factory(n_images=30, shard_rows=11, batch_size=5)
+    directory, _, _ = store_factory(n_images=30, shard_rows=11, images_per_batch=5)
     source = open_shuffled(directory, buffer_bytes=3 * 11 * 8 * 2)
     reference = take(source, 60, 8, seed=3)                   # 480 rows = 3.2 epochs of 150
     again = take(open_shuffled(directory, buffer_bytes=3 * 11 * 8 * 2, prefetch=False), 60, 8, seed=3)
@@ -63,7 +63,7 @@ def test_deterministic_per_seed_and_start_equals_dropping(store_factory) -> None
 
 
 def test_whole_store_in_one_window_is_a_full_shuffle(store_factory) -> None:
-    directory, rows, _ = store_factory(n_images=12, shard_rows=8, batch_size=4)
+    directory, rows, _ = store_factory(n_images=12, shard_rows=8, images_per_batch=4)
     source = open_shuffled(directory)                          # default buffer ≫ store
     assert len(source.windows(0, 0)) == 1
     first = torch.cat(take(source, 6, 10, seed=0))
@@ -84,7 +84,7 @@ def test_token_selection_errors_and_d_in_check(store_factory) -> None:
     check_d_in(source, 8)
     with pytest.raises(ValueError, match=r"d_model=8 .*expects d_in=768"):
         check_d_in(source, 768)
-    with pytest.raises(ValueError, match="batch_size must be > 0"):
+    with pytest.raises(ValueError, match="tokens_per_batch must be > 0"):
         next(source.batches(0, seed=0))
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from clipsteer.data import ImageDataset, ImageFolder, ImageReadError, open_dataset
+from clipsteer.data.resolve import register_dataset_source
 
 
 def save(path: Path, mode: str = "RGB", size: tuple[int, int] = (12, 9)) -> None:
@@ -84,8 +85,15 @@ def test_missing_or_empty_folders(tmp_path: Path) -> None:
 
 def test_open_dataset(folder: Path, tmp_path: Path) -> None:
     assert len(open_dataset(str(folder))) == 5
-    with pytest.raises(FileNotFoundError, match="expected an image folder path or 'world:<split>'"):
+    with pytest.raises(FileNotFoundError, match=r"expected an image folder path or '<source>:<spec>'.*'world'"):
         open_dataset(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="no dataset source 'nope' is registered"):
+        open_dataset("nope:train")
+
+
+def test_registered_dataset_source(folder: Path) -> None:
+    register_dataset_source("mine", lambda rest: ImageFolder(folder / rest))
+    assert len(open_dataset("mine:.")) == 5
 
 
 def test_open_dataset_world_split() -> None:

@@ -4,12 +4,12 @@ import torch.nn.functional as F
 
 from clipsteer.models import Backbone, UnknownSiteError
 from clipsteer.models.sites import SITE_KINDS
-from clipsteer.models.testing import random_vit_b32, tiny_backbone
+from clipsteer.models.testing import random_vit_b32
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Backbone:
-    return tiny_backbone(seed=0)
+def tiny(backbone: Backbone) -> Backbone:
+    return backbone
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_encode_image_matches_transformers(which: str, request: pytest.FixtureRe
 
 def test_encode_image_in_chunks_gives_the_same_embeddings(tiny: Backbone) -> None:
     pixels = torch.randn(5, 3, 32, 32)
-    torch.testing.assert_close(tiny.encode_image(pixels, batch_size=2), tiny.encode_image(pixels), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tiny.encode_image(pixels, images_per_batch=2), tiny.encode_image(pixels), atol=1e-6, rtol=0)
 
 
 def test_vit_b32_layout(vit_b32: Backbone) -> None:

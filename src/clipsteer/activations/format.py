@@ -28,18 +28,25 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection, token_slice
+
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 PROGRESS_FILE = "progress.json"
-BYTES_PER_VALUE = 2
 VALUE_DTYPE = np.dtype("<u2")   # raw 16-bit patterns of fp16 / bf16 values
+BYTES_PER_VALUE = VALUE_DTYPE.itemsize
 INDEX_DTYPE = np.dtype("<i4")   # (image_index, token_index)
 
 StoreDtype = Literal["float16", "bfloat16"]
-Tokens = Literal["all", "cls", "patches"]
 STORE_DTYPES: tuple[str, ...] = get_args(StoreDtype)
-TOKEN_CHOICES: tuple[str, ...] = get_args(Tokens)
 TORCH_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# Names as the user spelled them: informational only. The model's identity is its content fingerprint
+# (`model_revision`) and the dataset's is `dataset_fingerprint`, so a store stays valid when moved.
+UNFINGERPRINTED = ("dataset", "model_name")
+# Field renames across versions of the same format: old metadata.json key → field.
+RENAMED_FIELDS = {"batch_size": "images_per_batch"}
 
 
 class StoreError(ValueError):
@@ -58,15 +65,10 @@ def index_file(i: int) -> str:
     return f"shard_{i:05d}.idx"
 
 
-def tokens_layout(tokens: str, n_tokens_model: int) -> tuple[int, int]:
+def tokens_layout(tokens: TokenSelection, n_tokens_model: int) -> tuple[int, int]:
     """(first_token, n_tokens_per_image) stored for a token selection from a model with n_tokens_model tokens."""
-    if tokens == "all":
-        return 0, n_tokens_model
-    if tokens == "cls":
-        return 0, 1
-    if tokens == "patches":
-        return 1, n_tokens_model - 1
-    raise ValueError(f"unknown token selection {tokens!r}; expected one of {list(TOKEN_CHOICES)}")
+    first, stop, _ = token_slice(tokens).indices(n_tokens_model)
+    return first, stop - first
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class StoreSpec:
     model_revision: str
     model_dtype: str            # the dtype the model computed in, e.g. "float32"
     site: str                   # canonical site name, e.g. "blocks.6.resid_post"
-    tokens: Tokens              # which tokens of each image were stored
+    tokens: TokenSelection              # which tokens of each image were stored
     dtype: StoreDtype           # storage dtype of the rows
     d_model: int
     n_tokens_per_image: int     # rows per harvested image (T)
@@ -86,25 +88,33 @@ class StoreSpec:
     dataset: str                # the dataset as the user named it (informational, not fingerprinted)
     dataset_fingerprint: str
     n_images_requested: int     # images the harvest visits: min(len(dataset), max_images)
-    batch_size: int             # forward batch; part of the fingerprint so a resume computes identical rows
+    images_per_batch: int       # forward batch; part of the fingerprint so a resume computes identical rows
 
     def __post_init__(self) -> None:
-        assert self.tokens in TOKEN_CHOICES, f"tokens must be one of {TOKEN_CHOICES}, got {self.tokens!r}"
+        assert self.tokens in TOKEN_SELECTIONS, f"tokens must be one of {TOKEN_SELECTIONS}, got {self.tokens!r}"
         assert self.dtype in STORE_DTYPES, f"dtype must be one of {STORE_DTYPES}, got {self.dtype!r}"
-        assert self.d_model > 0 and self.n_tokens_per_image > 0 and self.shard_rows > 0 and self.batch_size > 0
+        assert self.d_model > 0 and self.n_tokens_per_image > 0 and self.shard_rows > 0 and self.images_per_batch > 0
         assert self.first_token in (0, 1) and self.n_images_requested >= 0
         assert (self.tokens == "patches") == (self.first_token == 1), "patch stores start at token 1"
         assert self.tokens != "cls" or self.n_tokens_per_image == 1, "cls stores hold one row per image"
 
     def fingerprint(self) -> str:
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "dataset"}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in UNFINGERPRINTED}
+        payload = json.dumps({"format_version": FORMAT_VERSION, **fields}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def first_fingerprint(self) -> str:
+        """The fingerprint as clipsteer ≤ 0.1 wrote it (model path included, `batch_size` key): accepted
+        when reading so that stores written before names became relocatable stay readable."""
+        fields = {{v: k for k, v in RENAMED_FIELDS.items()}.get(k, k): v
+                  for k, v in dataclasses.asdict(self).items() if k != "dataset"}
         payload = json.dumps({"format_version": FORMAT_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def differences(self, other: StoreSpec) -> list[str]:
         """Fingerprinted fields that differ, as 'field: this vs other' lines."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
-        return [f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if k != "dataset" and mine[k] != theirs[k]]
+        return [f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if k not in UNFINGERPRINTED and mine[k] != theirs[k]]
 
 
 @dataclass(frozen=True)
@@ -153,10 +163,11 @@ class StoreMetadata:
         if version != FORMAT_VERSION:
             raise StoreError(f"{source}: format_version {version!r} is not supported; this clipsteer reads "
                              f"format_version {FORMAT_VERSION} (re-harvest with this version)")
+        obj = {RENAMED_FIELDS.get(k, k): v for k, v in obj.items()}
         spec_kwargs = {}
         for f in dataclasses.fields(StoreSpec):
             spec_kwargs[f.name] = _field(obj, f.name, int if f.type in ("int",) else str, source)
-        for name, choices in (("tokens", TOKEN_CHOICES), ("dtype", STORE_DTYPES)):
+        for name, choices in (("tokens", TOKEN_SELECTIONS), ("dtype", STORE_DTYPES)):
             if spec_kwargs[name] not in choices:
                 raise StoreError(f"{source}: field {name!r} is {spec_kwargs[name]!r}; expected one of {list(choices)}")
         try:
@@ -175,7 +186,7 @@ class StoreMetadata:
                    complete=_field(obj, "complete", bool, source), n_rows=_field(obj, "n_rows", int, source),
                    n_images=_field(obj, "n_images", int, source), n_shards=_field(obj, "n_shards", int, source),
                    skipped=tuple(skipped))
-        if meta.fingerprint != spec.fingerprint():
+        if meta.fingerprint not in (spec.fingerprint(), spec.first_fingerprint()):
             raise StoreError(f"{source}: fingerprint {meta.fingerprint} does not match the fields it describes "
                              f"({spec.fingerprint()}); the file was edited or corrupted")
         if meta.complete:

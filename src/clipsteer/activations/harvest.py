@@ -18,35 +18,28 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from clipsteer.activations.format import (
-    StoreDtype,
-    StoreError,
-    StoreSpec,
-    Tokens,
-    tokens_layout,
-)
+from clipsteer.activations.format import BYTES_PER_VALUE, StoreDtype, StoreError, StoreSpec, tokens_layout
 from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
 from clipsteer.models.backbone import Backbone
-from clipsteer.world.paths import SHIPPED_CHECKPOINT
-
-DEFAULT_MODEL = str(SHIPPED_CHECKPOINT)
+from clipsteer.models.names import resolve_model
+from clipsteer.models.sites import TokenSelection
 
 
 @dataclass(frozen=True)
 class HarvestConfig:
-    sites: tuple[str, ...]
-    """Hook sites, e.g. blocks.2.resid_post; several sites share one forward (it stops after the deepest)."""
-    out: Path
+    sites: tuple[str, ...] = ()
+    """Hook sites, e.g. blocks.2.resid_post; several sites share one forward (it stops after the deepest). Required."""
+    out: Path = Path("runs/activations")
     """Output directory; each site's store is written to OUT/<site>/."""
-    model: str = DEFAULT_MODEL
-    """A Hugging Face CLIP checkpoint folder (default: the shipped toy CLIP)."""
+    model: str | None = None
+    """A CLIP checkpoint folder or hub id (default: the toy CLIP shipped with clipsteer)."""
     dataset: str = "world:train"
-    """An image folder path, or world:<split> for the synthetic world."""
-    tokens: Tokens = "all"
+    """An image folder path, or a registered source such as world:<split> (the synthetic world)."""
+    tokens: TokenSelection = "all"
     """Which tokens to store: all (CLS + patches), cls, or patches. Loaders can select from an all-token store."""
-    batch_size: int = 64
+    images_per_batch: int = 64
     """Images per forward (part of the store's fingerprint: a resume must use the same value)."""
     shard_rows: int = 65536
     """Rows per shard file (the unit of resume)."""
@@ -61,14 +54,16 @@ class HarvestConfig:
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:
     """The CLI command: load the model and dataset, then `harvest_dataset`."""
+    if not config.sites:
+        raise ValueError("harvest: --sites is required, e.g. --sites blocks.2.resid_post")
     dataset = open_dataset(config.dataset)
-    backbone = Backbone.from_pretrained(config.model, device=config.device)
+    backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
     return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
-                           batch_size=config.batch_size, shard_rows=config.shard_rows, dtype=config.dtype,
+                           images_per_batch=config.images_per_batch, shard_rows=config.shard_rows, dtype=config.dtype,
                            max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset)
 
 
-def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: Tokens, batch_size: int,
+def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: TokenSelection, images_per_batch: int,
                shard_rows: int, dtype: StoreDtype, n_images: int, dataset_spec: str) -> StoreSpec:
     first_token, n_tokens = tokens_layout(tokens, backbone.n_tokens)
     return StoreSpec(
@@ -76,16 +71,16 @@ def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: 
         model_dtype=str(backbone.dtype).removeprefix("torch."), site=site, tokens=tokens, dtype=dtype,
         d_model=backbone.d_model, n_tokens_per_image=n_tokens, first_token=first_token, shard_rows=shard_rows,
         dataset=dataset_spec, dataset_fingerprint=dataset.fingerprint(), n_images_requested=n_images,
-        batch_size=batch_size)
+        images_per_batch=images_per_batch)
 
 
 def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[str], out: str | Path, *,
-                    tokens: Tokens = "all", batch_size: int = 64, shard_rows: int = 65536,
+                    tokens: TokenSelection = "all", images_per_batch: int = 64, shard_rows: int = 65536,
                     dtype: StoreDtype = "float16", max_images: int | None = None, workers: int = 2,
                     dataset_spec: str | None = None, progress: bool = True) -> dict[str, Path]:
     """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}."""
-    if batch_size <= 0 or shard_rows <= 0:
-        raise ValueError(f"batch_size and shard_rows must be positive, got {batch_size} and {shard_rows}")
+    if images_per_batch <= 0 or shard_rows <= 0:
+        raise ValueError(f"images_per_batch and shard_rows must be positive, got {images_per_batch} and {shard_rows}")
     if max_images is not None and max_images <= 0:
         raise ValueError(f"max_images must be positive when given, got {max_images}")
     names = [backbone.site(s).name for s in sites]
@@ -93,7 +88,7 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
         raise ValueError(f"sites must be a non-empty list of distinct sites, got {list(sites)}")
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     out = Path(out).expanduser()
-    spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, batch_size=batch_size, shard_rows=shard_rows,
+    spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, images_per_batch=images_per_batch, shard_rows=shard_rows,
                                 dtype=dtype, n_images=n, dataset_spec=dataset_spec or repr(dataset))
                for site in names}
     writers = {site: StoreWriter.open(out / site, spec) for site, spec in spec_of.items()}
@@ -107,9 +102,9 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
     lead = min(todo.values(), key=lambda w: w.progress.resume_image)  # the store furthest behind
     image, row = lead.progress.resume_image, lead.progress.resume_row
     skipped = list(lead.progress.skipped)
-    if not (image == n or image % batch_size == 0) or row % t or row // t + len(skipped) != image:
+    if not (image == n or image % images_per_batch == 0) or row % t or row // t + len(skipped) != image:
         raise StoreError(f"{lead.directory}/progress.json is inconsistent (resume_image={image}, resume_row={row}, "
-                         f"{len(skipped)} skipped, {t} rows per image, batch size {batch_size}); delete "
+                         f"{len(skipped)} skipped, {t} rows per image, batch size {images_per_batch}); delete "
                          f"{lead.directory} and harvest again")
     n_images = row // t
     token_ids = np.arange(spec.first_token, spec.first_token + t, dtype=np.int32)
@@ -117,7 +112,7 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
         print(f"harvest: resuming at image {image}/{n} (row {row}) in {', '.join(str(w.directory) for w in todo.values())}")
 
     with tqdm(total=n, initial=image, unit="img", desc="harvest", disable=not progress, dynamic_ncols=True) as bar:
-        for chunk in iter_chunks(dataset, image, n, batch_size, backbone.preprocess, workers):
+        for chunk in iter_chunks(dataset, image, n, images_per_batch, backbone.preprocess, workers):
             skipped.extend(chunk.skipped)
             b = len(chunk.indices)
             if b:
@@ -137,7 +132,7 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
                          f"{skipped[0].error if skipped else 'none'}); nothing was stored")
     for writer in todo.values():
         meta = writer.finish(n_images, skipped)
-        size_mb = meta.n_rows * d * 2 / 2**20
+        size_mb = meta.n_rows * d * BYTES_PER_VALUE / 2**20
         print(f"harvest: {writer.directory}  {meta.n_images} images × {t} tokens = {meta.n_rows} rows, "
               f"{meta.n_shards} shards, {size_mb:.1f} MiB {dtype}, {len(skipped)} skipped")
     for s in skipped[:5]:

@@ -2,7 +2,7 @@
 
     source = open_shuffled("acts/blocks.2.resid_post", tokens="patches")
     check_d_in(source, sae.d_in)
-    for x in source.batches(batch_size=4096, seed=0, start=resumed_step):   # float32 [4096, d_in], endless
+    for x in source.batches(tokens_per_batch=4096, seed=0, start=resumed_step):   # float32 [4096, d_in], endless
         ...
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipsteer.activations.format import Tokens
 from clipsteer.activations.ordered import OrderedLoader
 from clipsteer.activations.shuffled import DEFAULT_BUFFER_BYTES, ShuffledLoader
 from clipsteer.activations.store import ActivationStore
+from clipsteer.models.sites import TokenSelection
 
 
-def open_shuffled(store_dir: str | Path, tokens: Tokens = "all", buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+def open_shuffled(store_dir: str | Path, tokens: TokenSelection = "all", buffer_bytes: int = DEFAULT_BUFFER_BYTES,
                   prefetch: bool = True) -> ShuffledLoader:
     """A BatchSource over a store: every selected row once per epoch, deterministic per seed."""
     return ShuffledLoader(ActivationStore.open(store_dir), tokens, buffer_bytes=buffer_bytes, prefetch=prefetch)
 
 
-def open_ordered(store_dir: str | Path, tokens: Tokens = "all") -> OrderedLoader:
+def open_ordered(store_dir: str | Path, tokens: TokenSelection = "all") -> OrderedLoader:
     """Per-image access to a store, in harvest order."""
     return OrderedLoader(ActivationStore.open(store_dir), tokens)
 

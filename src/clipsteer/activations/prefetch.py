@@ -49,10 +49,10 @@ def read_chunk(dataset: ImageDataset, start: int, end: int, preprocess: Preproce
     return ImageChunk(start, end, np.array(kept, dtype=np.int64), pixels, tuple(skipped))
 
 
-def iter_chunks(dataset: ImageDataset, start: int, stop: int, batch_size: int, preprocess: Preprocess,
+def iter_chunks(dataset: ImageDataset, start: int, stop: int, images_per_batch: int, preprocess: Preprocess,
                 workers: int = 2) -> Iterator[ImageChunk]:
     """Chunks [start, start + B), [start + B, start + 2B), ... up to `stop`, in order."""
-    bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+    bounds = [(a, min(a + images_per_batch, stop)) for a in range(start, stop, images_per_batch)]
     if workers <= 0:
         for a, b in bounds:
             yield read_chunk(dataset, a, b, preprocess)

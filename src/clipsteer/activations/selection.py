@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsteer.activations.format import TOKEN_CHOICES, StoreError, StoreSpec
+from clipsteer.activations.format import StoreError, StoreSpec
+from clipsteer.models.sites import TokenSelection, check_tokens
 
 
-def plan_filter(spec: StoreSpec, tokens: str, source: object) -> str | None:
+def plan_filter(spec: StoreSpec, tokens: TokenSelection, source: object) -> str | None:
     """The filter to apply to stored rows to serve `tokens`: None (every row), "cls" or "patches"."""
-    if tokens not in TOKEN_CHOICES:
-        raise ValueError(f"tokens={tokens!r}: expected one of {list(TOKEN_CHOICES)}")
+    check_tokens(tokens)
     if tokens == "all" or tokens == spec.tokens:
         return None
     if spec.tokens == "all":

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from clipsteer.activations.background import in_background
-from clipsteer.activations.format import StoreError
+from clipsteer.activations.format import BYTES_PER_VALUE, StoreError
 from clipsteer.activations.selection import count_selected, plan_filter, selected_mask
 from clipsteer.activations.store import ActivationStore
 
@@ -46,7 +46,7 @@ class _Window:
 
 
 class ShuffledLoader:
-    """Implements the trainer's BatchSource: `batches(batch_size, seed, start=0)` and `d_in`."""
+    """Implements the trainer's BatchSource: `batches(tokens_per_batch, seed, start=0)` and `d_in`."""
 
     def __init__(self, store: ActivationStore, tokens: str = "all", buffer_bytes: int = DEFAULT_BUFFER_BYTES,
                  prefetch: bool = True):
@@ -54,7 +54,7 @@ class ShuffledLoader:
         self.tokens = tokens
         self.filter = plan_filter(store.meta.spec, tokens, store.directory)
         self.d_in: int = store.d_model
-        shard_bytes = store.meta.spec.shard_rows * store.d_model * 2
+        shard_bytes = store.meta.spec.shard_rows * store.d_model * BYTES_PER_VALUE
         self.shards_per_window = max(1, buffer_bytes // shard_bytes)
         self.prefetch = prefetch
         spec = store.meta.spec
@@ -100,17 +100,17 @@ class ShuffledLoader:
         return _Window(torch.from_numpy(out).view(store.torch_dtype))
 
     # ------------------------------------------------------------------ BatchSource
-    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
-        """Endless float32 batches [batch_size, d_in]; batch k is the same for a given seed whatever `start`.
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        """Endless float32 batches [tokens_per_batch, d_in]; batch k is the same for a given seed whatever `start`.
 
         start: skip the first `start` batches (arithmetic, no reading), for an exactly resumed trainer.
         """
-        if batch_size <= 0 or start < 0 or seed < 0:
-            raise ValueError(f"batch_size must be > 0, start ≥ 0 and seed ≥ 0 (got {batch_size}, {start}, {seed})")
-        epoch, offset = divmod(start * batch_size, self.n_rows)
+        if tokens_per_batch <= 0 or start < 0 or seed < 0:
+            raise ValueError(f"tokens_per_batch must be > 0, start ≥ 0 and seed ≥ 0 (got {tokens_per_batch}, {start}, {seed})")
+        epoch, offset = divmod(start * tokens_per_batch, self.n_rows)
         if not self.prefetch:
-            return self._stream(batch_size, seed, epoch, offset)
-        return in_background(lambda: self._stream(batch_size, seed, epoch, offset), depth=PREFETCH_BATCHES,
+            return self._stream(tokens_per_batch, seed, epoch, offset)
+        return in_background(lambda: self._stream(tokens_per_batch, seed, epoch, offset), depth=PREFETCH_BATCHES,
                              name="clipsteer-batches")
 
     def _keys(self, seed: int, epoch: int, offset: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
@@ -126,7 +126,7 @@ class ShuffledLoader:
                 yield epoch, w, windows[w], skip
             epoch += 1
 
-    def _stream(self, batch_size: int, seed: int, epoch: int, offset: int) -> Iterator[Tensor]:
+    def _stream(self, tokens_per_batch: int, seed: int, epoch: int, offset: int) -> Iterator[Tensor]:
         keys = self._keys(seed, epoch, offset)
 
         def load_next() -> tuple[_Window, int]:
@@ -144,7 +144,7 @@ class ShuffledLoader:
             current: _Window | None = None
             while True:
                 parts = []
-                need = batch_size
+                need = tokens_per_batch
                 while need:
                     if current is None or current.remaining == 0:
                         current, skip = pending()
@@ -156,7 +156,7 @@ class ShuffledLoader:
                     current.pos += take
                     need -= take
                 batch = parts[0].float() if len(parts) == 1 else torch.cat(parts).float()
-                assert batch.shape == (batch_size, self.d_in)
+                assert batch.shape == (tokens_per_batch, self.d_in)
                 yield batch
         finally:
             if pool is not None:

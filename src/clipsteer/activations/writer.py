@@ -96,11 +96,11 @@ class StoreWriter:
         meta_path = directory / METADATA_FILE
         if meta_path.is_file():
             meta = read_metadata(directory)
-            if meta.fingerprint != spec.fingerprint():
+            if meta.spec.fingerprint() != spec.fingerprint():
                 diffs = "\n  ".join(meta.spec.differences(spec))
                 raise StoreMismatchError(
                     f"{directory} already holds a {'complete' if meta.complete else 'partial'} store for a "
-                    f"different harvest (fingerprint {meta.fingerprint} vs {spec.fingerprint()}); refusing to "
+                    f"different harvest (fingerprint {meta.spec.fingerprint()} vs {spec.fingerprint()}); refusing to "
                     f"append. Differences (store vs requested):\n  {diffs}\nChoose another output directory, "
                     f"or delete {directory} to start over.")
             if meta.complete:

@@ -46,3 +46,31 @@ def check_index(i: int, n: int, what: str) -> int:
     if not isinstance(i, int | np.integer) or not 0 <= int(i) < n:
         raise IndexError(f"{what}: image index {i!r} out of range; expected an int in 0..{n - 1}")
     return int(i)
+
+
+@runtime_checkable
+class LabelledDataset(ImageDataset, Protocol):
+    """A dataset whose images carry a class label (what a zero-shot classifier should predict).
+
+    `labels()["label"]` is int [N] indexing `class_names` (−1: the image shows no class). Other
+    entries are optional per-image arrays [N], e.g. `group` (int, for group metrics) or a spurious
+    attribute; their meaning is documented by the dataset.
+    """
+
+    class_names: tuple[str, ...]
+
+    def labels(self) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class FactorAnnotated(Protocol):
+    """A dataset with ground-truth binary factors per image and per patch (e.g. the synthetic world,
+    or attribute annotations), named `<group>:<value>` such as `shape:star` or `background:water`."""
+
+    def image_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """{factor: bool [n]} for images [start, stop)."""
+        ...
+
+    def patch_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """{factor: bool [n, P]} per patch (row-major patch grid, CLS excluded) for images [start, stop)."""
+        ...

@@ -1,9 +1,27 @@
-"""CLIP backbones: loading, preprocessing, hook sites, capture, interventions, zero-shot heads."""
+"""CLIP backbones: loading, preprocessing, hook sites, capture, interventions, zero-shot heads.
 
-from clipsteer.data.protocol import ImageReadError
-from clipsteer.models.backbone import Backbone, TokenSelection, select_tokens
-from clipsteer.models.preprocess import Preprocess
-from clipsteer.models.sites import Site, UnknownSiteError, parse_site
+Names are imported lazily so that light modules (sites, token selections) can be used without
+loading torch and transformers.
+"""
 
-__all__ = ["Backbone", "ImageReadError", "Preprocess", "Site", "TokenSelection", "UnknownSiteError",
-           "parse_site", "select_tokens"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Backbone": "clipsteer.models.backbone",
+    "ImageReadError": "clipsteer.data.protocol",
+    "Preprocess": "clipsteer.models.preprocess",
+    "Site": "clipsteer.models.sites",
+    "TokenSelection": "clipsteer.models.sites",
+    "UnknownSiteError": "clipsteer.models.sites",
+    "parse_site": "clipsteer.models.sites",
+    "resolve_model": "clipsteer.models.loading",
+    "select_tokens": "clipsteer.models.sites",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clipsteer.models' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -24,21 +23,10 @@ from transformers import CLIPModel, CLIPVisionModelWithProjection, PreTrainedTok
 
 from clipsteer.models.loading import load_clip
 from clipsteer.models.preprocess import ImageLike, Preprocess
-from clipsteer.models.sites import Site, parse_site
+from clipsteer.models.sites import Site, TokenSelection, parse_site, select_tokens
 
-TokenSelection = Literal["all", "cls", "patches"]
 SiteFn = Callable[[Tensor], Tensor]  # [B, T, d] -> [B, T, d]
 
-
-def select_tokens(x: Tensor, tokens: TokenSelection) -> Tensor:
-    """[B, T, d] → [B, T', d] with T' = T (all), 1 (cls) or T − 1 (patches)."""
-    if tokens == "all":
-        return x
-    if tokens == "cls":
-        return x[:, :1]
-    if tokens == "patches":
-        return x[:, 1:]
-    raise ValueError(f"unknown token selection {tokens!r}; expected 'all', 'cls' or 'patches'")
 
 
 class Backbone:
@@ -53,11 +41,11 @@ class Backbone:
         self.revision = revision
         self.vision = model.vision_model
         self.blocks: nn.ModuleList = self.vision.encoder.layers
-        cfg = self.vision.config
-        self.n_layers: int = cfg.num_hidden_layers
-        self.d_model: int = cfg.hidden_size
-        self.image_size: int = cfg.image_size
-        self.grid: int = cfg.image_size // cfg.patch_size
+        vision_config = self.vision.config
+        self.n_layers: int = vision_config.num_hidden_layers
+        self.d_model: int = vision_config.hidden_size
+        self.image_size: int = vision_config.image_size
+        self.grid: int = vision_config.image_size // vision_config.patch_size
         self.n_tokens: int = 1 + self.grid**2
         self.embed_dim: int = model.visual_projection.out_features
         assert preprocess.crop_size == self.image_size, "preprocessing must produce the model's input size"
@@ -128,12 +116,12 @@ class Backbone:
         return F.normalize(self.model.visual_projection(pooled), dim=-1)
 
     @torch.no_grad()
-    def encode_image(self, pixels: Tensor, batch_size: int | None = None) -> Tensor:
+    def encode_image(self, pixels: Tensor, images_per_batch: int | None = None) -> Tensor:
         """[B, 3, S, S] → normalised image embeddings [B, embed_dim] (interventions apply).
 
-        With `batch_size`, the images go through in chunks of that many (bounded memory, same result).
+        With `images_per_batch`, the images go through in chunks of that many (bounded memory, same result).
         """
-        step = batch_size or len(pixels)
+        step = images_per_batch or len(pixels)
         return torch.cat([self._head(self._run_blocks(self._embed(pixels[i:i + step]), 0, self.n_layers))
                           for i in range(0, len(pixels), step)])
 
@@ -218,7 +206,7 @@ class Backbone:
 
     # ------------------------------------------------------------------ text and zero-shot
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+    def encode_text(self, texts: Sequence[str], texts_per_batch: int = 256) -> Tensor:
         """Strings → normalised text embeddings [N, embed_dim]."""
         if not self.has_text or self.tokenizer is None:
             raise ValueError(f"{self.name} has no text tower or tokenizer; zero-shot and steerability need a "
@@ -227,8 +215,8 @@ class Backbone:
             raise ValueError("encode_text expects a non-empty list of strings")
         max_len = self.model.config.text_config.max_position_embeddings
         out = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
+        for i in range(0, len(texts), texts_per_batch):
+            enc = self.tokenizer(list(texts[i:i + texts_per_batch]), padding=True, truncation=True,
                                  max_length=max_len, return_tensors="pt").to(self.device)
             feats = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask"))
             feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats

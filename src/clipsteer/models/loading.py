@@ -11,7 +11,10 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, CLIPModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
 
+from clipsteer.models.names import BUILTIN_PREFIX, builtin_dir, resolve_model
 from clipsteer.models.preprocess import Preprocess
+
+__all__ = ["CheckpointError", "LoadedCLIP", "load_clip", "resolve_checkpoint_dir", "resolve_model"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
@@ -31,7 +34,10 @@ class LoadedCLIP:
 
 
 def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local folder as is; otherwise a hub id through the local cache, downloading only when online."""
+    """A shipped checkpoint (`clipsteer:<name>`) or local folder as is; otherwise a hub id through the
+    local cache, downloading only when online."""
+    if str(name_or_path).startswith(BUILTIN_PREFIX):
+        return builtin_dir(str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():

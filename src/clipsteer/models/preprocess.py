@@ -48,21 +48,21 @@ class Preprocess:
     def from_hf_file(cls, path: Path, image_size: int) -> Preprocess:
         """Parse a CLIPImageProcessor `preprocessor_config.json`; fields it lacks take CLIP defaults."""
         try:
-            cfg = json.loads(path.read_text())
+            config = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"cannot parse {path}: {err}") from err
-        size = cfg.get("size", image_size)
+        size = config.get("size", image_size)
         shortest = size.get("shortest_edge", image_size) if isinstance(size, dict) else int(size)
-        crop = cfg.get("crop_size", image_size)
+        crop = config.get("crop_size", image_size)
         crop = crop.get("height", image_size) if isinstance(crop, dict) else int(crop)
         if crop != image_size:
             raise ValueError(f"{path}: crop size {crop} does not match the model's image size {image_size}")
         return cls(
             crop_size=crop,
-            resize_shortest=shortest if cfg.get("do_resize", True) else crop,
-            mean=tuple(cfg.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
-            std=tuple(cfg.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
-            resample=int(cfg.get("resample", Image.Resampling.BICUBIC)),
+            resize_shortest=shortest if config.get("do_resize", True) else crop,
+            mean=tuple(config.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
+            std=tuple(config.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
+            resample=int(config.get("resample", Image.Resampling.BICUBIC)),
         )
 
     def to_hf_dict(self) -> dict:

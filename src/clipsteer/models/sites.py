@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out", "resid_post"]
 SITE_KINDS: tuple[SiteKind, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
@@ -42,10 +42,6 @@ class Site:
         return self.name
 
 
-def valid_site_names(n_layers: int) -> list[str]:
-    return [f"blocks.{layer}.{kind}" for layer in range(n_layers) for kind in SITE_KINDS]
-
-
 def parse_site(site: str | Site, n_layers: int) -> Site:
     """Parse and validate a site name against a model with `n_layers` blocks."""
     if isinstance(site, Site):
@@ -65,3 +61,25 @@ def parse_site(site: str | Site, n_layers: int) -> Site:
             f"(kinds {list(SITE_KINDS)})"
         )
     return parsed
+
+
+TokenSelection = Literal["all", "cls", "patches"]
+"""Which tokens of an image: all (CLS + patches), the CLS token (index 0) only, or the patches only."""
+TOKEN_SELECTIONS: tuple[TokenSelection, ...] = get_args(TokenSelection)
+
+
+def check_tokens(tokens: str, where: str = "tokens") -> TokenSelection:
+    """Validate a token-selection name; the error names `where` (a flag or field) and the choices."""
+    if tokens not in TOKEN_SELECTIONS:
+        raise ValueError(f"{where}={tokens!r}: expected one of {list(TOKEN_SELECTIONS)}")
+    return tokens  # type: ignore[return-value]
+
+
+def token_slice(tokens: TokenSelection) -> slice:
+    """The token positions a selection covers: all → [0, T), cls → [0, 1), patches → [1, T)."""
+    return {"all": slice(None), "cls": slice(0, 1), "patches": slice(1, None)}[check_tokens(tokens)]
+
+
+def select_tokens(x, tokens: TokenSelection):
+    """[B, T, d] → [B, T', d] with T' = T (all), 1 (cls) or T − 1 (patches); a view, no copy."""
+    return x[:, token_slice(tokens)]

@@ -34,8 +34,11 @@ def tiny_backbone(seed: int = 0, **config_kwargs: int) -> Backbone:
     return Backbone(model, tokenizer, preprocess, name=f"tiny-clip-seed{seed}", revision="random")
 
 
-def random_vit_b32(seed: int = 0) -> Backbone:
-    """ViT-B/32 architecture (`CLIPConfig()` defaults) with random weights and no tokenizer."""
+def random_vit_b32(seed: int = 0, tokenizer: bool = False) -> Backbone:
+    """ViT-B/32 architecture (`CLIPConfig()` defaults) with random weights; optionally the word-level
+    tokenizer over TINY_WORDS (so zero-shot heads work), else no tokenizer."""
     torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig()).eval()
-    return Backbone(model, None, Preprocess.for_image_size(224), name=f"random-vit-b32-seed{seed}", revision="random")
+    config = CLIPConfig()
+    model = CLIPModel(config).eval()
+    words = build_word_tokenizer(TINY_WORDS, context_length=config.text_config.max_position_embeddings) if tokenizer else None
+    return Backbone(model, words, Preprocess.for_image_size(224), name=f"random-vit-b32-seed{seed}", revision="random")

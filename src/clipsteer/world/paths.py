@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
+from clipsteer.models.names import TOY_CLIP, builtin_dir
+
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "toy_clip"
 
 
 def shipped_toy_clip() -> Path:
-    """The shipped toy CLIP folder, the default model of every command; a clear error if it is missing."""
-    if not (SHIPPED_CHECKPOINT / "config.json").is_file():
-        raise FileNotFoundError(f"the shipped toy CLIP is missing at {SHIPPED_CHECKPOINT}; reinstall clipsteer or "
-                                f"train one with `clipsteer world train-clip`")
-    return SHIPPED_CHECKPOINT
+    """The shipped toy CLIP folder; a clear error if it is missing."""
+    return builtin_dir(TOY_CLIP)
