@@ -17,6 +17,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/clipsteer demo
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(VENV)/.installed

@@ -66,7 +66,7 @@ def make_step(architecture: str, d_sae: int, k: int | None, bf16: bool, topk_imp
     config = SAEConfig(d_in=D_IN, d_sae=d_sae, architecture=architecture, k=k, normalization="layer_norm")  # type: ignore[arg-type]
     sae = SparseAutoencoder(config, generator=torch.Generator().manual_seed(0), topk_impl=topk_impl)  # type: ignore[arg-type]
     updater = SAEUpdater(SAERecipe("bench", config, ObjectiveConfig()), sae,
-                         TrainerConfig(batch_size=BATCH, autocast_bf16=bf16, progress=False))
+                         TrainerConfig(tokens_per_batch=BATCH, autocast_bf16=bf16, progress=False))
     g = torch.Generator().manual_seed(1)
     batch = torch.randn(BATCH, D_IN, generator=g) * 2 + 0.3
     counter = iter(range(10**9))

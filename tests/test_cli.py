@@ -63,3 +63,23 @@ def test_console_entry_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("clipsteer: error: checkpoint folder not found")
     assert "Traceback" not in result.stderr
+
+
+def test_composite_commands_nest_the_component_flags() -> None:
+    """One spelling per knob: layer-sweep and demo take `clipsteer train`'s flags under --train."""
+    import tyro
+
+    from clipsteer.demo import DemoConfig
+    from clipsteer.experiments.layer_sweep import LayerSweepConfig
+
+    for config_cls in (LayerSweepConfig, DemoConfig):
+        config = tyro.cli(config_cls, args=["--train.trainer.lr", "0.002", "--train.k", "8", "--steer.n-images", "5",
+                                            "--harvest.max-images", "10", "--eval.n-images", "7"])
+        assert config.train.trainer.lr == 0.002 and config.train.k == 8 and config.steer.n_images == 5
+        assert config.harvest.max_images == 10 and config.eval.n_images == 7
+
+
+def test_composite_refuses_a_field_it_owns(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--train\.trainer\.seed is set by layer-sweep itself"):
+        run_command(["layer-sweep", "--out", str(tmp_path), "--train.trainer.seed", "3"])
+    assert not (tmp_path / "activations").exists()  # refused before any work

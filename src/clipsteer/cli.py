@@ -49,7 +49,7 @@ COMMANDS: dict[str, Command] = {
                      "Train SAEs (one, or a sweep over λ or k sharing one data stream) on an activation store (resumable)."),
     "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.train:TrainClipConfig",
                                 "Train the toy CLIP contrastively on the synthetic world (resumable)."),
-    "world evaluate": Command("clipsteer.world.evaluate:evaluate_world", "clipsteer.world.evaluate:EvaluateConfig",
+    "world evaluate": Command("clipsteer.world.evaluate:evaluate_world", "clipsteer.world.evaluate:WorldEvalConfig",
                               "Zero-shot, spurious-correlation and typographic metrics of a toy CLIP."),
     "world show": Command("clipsteer.world.show:show_world", "clipsteer.world.show:ShowConfig",
                           "Write a PNG grid of world samples with their captions."),

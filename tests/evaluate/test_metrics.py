@@ -87,10 +87,15 @@ def test_reconstruction_meter_hand_case() -> None:
 def test_downstream_identity_recovers_everything_and_zero_recovers_nothing() -> None:
     backbone = tiny_backbone(seed=0)
     pixels = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    head = backbone.zero_shot_head(list(TINY_WORDS[4:8]), ["a photo of a {}"])
+    classes = tuple(TINY_WORDS[4:8])
+    head = backbone.zero_shot_head(list(classes), ["a photo of a {}"])
     labels = backbone.zero_shot_logits(backbone.encode_image(pixels), head).argmax(-1)  # clean is best
-    ident = downstream_fidelity(backbone, "blocks.1.resid_post", lambda h: h, pixels, labels, head)
-    assert ident["ce_recovered_pct"] == pytest.approx(100.0)
-    assert ident["embedding_cosine_sae"] == pytest.approx(1.0)
-    zero = downstream_fidelity(backbone, "blocks.1.resid_post", torch.zeros_like, pixels, labels, head)
-    assert zero["ce_recovered_pct"] == pytest.approx(0.0)
+    ident = downstream_fidelity(backbone, "blocks.1.resid_post", lambda h: h, pixels, head, classes, labels)
+    assert ident.ce_recovered_pct == pytest.approx(100.0) and ident.accuracy_clean == 1.0
+    assert ident.embedding_cosine == pytest.approx(1.0) and ident.agreement == 1.0
+    assert ident.kl_zero_shot == pytest.approx(0.0, abs=1e-6)
+    zero = downstream_fidelity(backbone, "blocks.1.resid_post", torch.zeros_like, pixels, head, classes, labels)
+    assert zero.ce_recovered_pct == pytest.approx(0.0) and zero.kl_zero_shot > 0
+    # Without labels: the label-free measures only.
+    unlabelled = downstream_fidelity(backbone, "blocks.1.resid_post", torch.zeros_like, pixels, head, classes)
+    assert unlabelled.ce_recovered_pct is None and unlabelled.kl_zero_shot == pytest.approx(zero.kl_zero_shot)

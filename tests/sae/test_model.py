@@ -41,7 +41,7 @@ def inputs(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def train_steps(sae: SparseAutoencoder, steps: int = 5, objective: ObjectiveConfig | None = None,
                 **trainer: object) -> SAEUpdater:
-    config = TrainerConfig(batch_size=64, total_tokens=64 * steps, lr=1e-2, lr_warmup_steps=0, progress=False,
+    config = TrainerConfig(tokens_per_batch=64, total_tokens=64 * steps, lr=1e-2, lr_warmup_steps=0, progress=False,
                            **trainer)  # type: ignore[arg-type]
     updater = SAEUpdater(SAERecipe("t", sae.config, objective or ObjectiveConfig(sparsity_coefficient=1e-3)), sae,
                          config)

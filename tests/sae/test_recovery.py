@@ -28,7 +28,7 @@ def test_recovers_known_dictionary(world: SparseWorld, architecture: str) -> Non
     k, objective = CASES[architecture]
     recipe = SAERecipe(architecture, SAEConfig(d_in=32, d_sae=128, architecture=architecture, k=k,
                                                normalization="none"), objective)
-    config = TrainerConfig(batch_size=256, total_tokens=256 * 1000, lr=1e-2, lr_warmup_steps=20, init_samples=2048,
+    config = TrainerConfig(tokens_per_batch=256, total_tokens=256 * 1000, lr=1e-2, lr_warmup_steps=20, init_samples=2048,
                            dead_feature_window=100, log_every=250, progress=False)
     trainer = Trainer([recipe], TensorSource(world.data), config)
     sae = trainer.run()[architecture]

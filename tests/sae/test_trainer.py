@@ -41,7 +41,7 @@ def recipes(d_sae: int = 64) -> list[SAERecipe]:
 
 
 def config(steps: int = 24, **overrides: object) -> TrainerConfig:
-    fields: dict = dict(batch_size=64, total_tokens=64 * steps, lr=5e-3, lr_warmup_steps=4, init_samples=256,
+    fields: dict = dict(tokens_per_batch=64, total_tokens=64 * steps, lr=5e-3, lr_warmup_steps=4, init_samples=256,
                         dead_feature_window=3, feature_sampling_window=7, log_every=5, checkpoint_every=6,
                         progress=False)
     fields.update(overrides)
@@ -66,9 +66,9 @@ class FailingSource:
         self.inner, self.fail_at, self.d_in = inner, fail_at, inner.d_in
         self.starts: list[int] = []
 
-    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
         self.starts.append(start)
-        for i, batch in enumerate(self.inner.batches(batch_size, seed, start), start=start):
+        for i, batch in enumerate(self.inner.batches(tokens_per_batch, seed, start), start=start):
             if i == self.fail_at:
                 raise KeyboardInterrupt("simulated crash")
             yield batch
@@ -197,8 +197,8 @@ def test_trainer_checks_widths_and_batch_shapes(world: SparseWorld) -> None:
         Trainer([SAERecipe("x", SAEConfig(d_in=16, d_sae=32))], TensorSource(world.data), config())
 
     class Ragged(TensorSource):
-        def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
-            yield from super().batches(batch_size - 1, seed, start)
+        def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
+            yield from super().batches(tokens_per_batch - 1, seed, start)
 
     with pytest.raises(ValueError, match=r"shape \(63, 32\) at step 0; expected \(64, 32\)"):
         Trainer(recipes()[:1], Ragged(world.data[:2048]), config()).run()
@@ -254,7 +254,7 @@ def test_train_command_builds_a_sweep_and_writes_saes(world: SparseWorld, tmp_pa
     out = tmp_path / "run"
     folders = run_command(["train", "--store", str(tmp_path / "store"), "--out", str(out), "--tokens", "patches",
                            "--architecture", "topk", "--expansion-factor", "2", "--sweep-k", "3", "5",
-                           "--normalization", "none", "--trainer.batch-size", "64", "--trainer.total-tokens", "640",
+                           "--normalization", "none", "--trainer.tokens-per-batch", "64", "--trainer.total-tokens", "640",
                            "--trainer.init-samples", "128", "--trainer.no-progress"])
     assert opened == [(tmp_path / "store", "patches")]
     assert sorted(folders) == ["topk_x2_k3", "topk_x2_k5"]
@@ -273,7 +273,7 @@ def test_train_command_reads_a_real_activation_store(tmp_path: Path) -> None:
     n_images, tokens, d = 40, 5, 16
     spec = StoreSpec(model_name="fake-clip", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",
                      tokens="all", dtype="float16", d_model=d, n_tokens_per_image=tokens, first_token=0,
-                     shard_rows=64, dataset="fake", dataset_fingerprint="fp", n_images_requested=n_images, batch_size=8)
+                     shard_rows=64, dataset="fake", dataset_fingerprint="fp", n_images_requested=n_images, images_per_batch=8)
     writer = StoreWriter.open(tmp_path / "store", spec)
     rows = torch.randn(n_images * tokens, d, generator=torch.Generator().manual_seed(0))
     for start in range(0, n_images, 8):
@@ -282,7 +282,7 @@ def test_train_command_reads_a_real_activation_store(tmp_path: Path) -> None:
         writer.add(start * tokens, rows[start * tokens:(start + 8) * tokens], index, start, start + 8, [])
     writer.finish(n_images, [])
     run = TrainConfig(store=tmp_path / "store", out=tmp_path / "run", expansion_factor=2,
-                      trainer=TrainerConfig(batch_size=32, total_tokens=320, init_samples=64, progress=False))
+                      trainer=TrainerConfig(tokens_per_batch=32, total_tokens=320, init_samples=64, progress=False))
     folders = train(run)
     sae = load_sae(folders[next(iter(folders))])
     assert sae.config.site == "blocks.1.resid_post" and sae.config.model == "fake-clip" and sae.d_in == d

@@ -1,14 +1,8 @@
 import pytest
 import torch
 
-from clipsteer.models.testing import tiny_backbone
 from clipsteer.steer.dictionary import DirectionSet
 from clipsteer.steer.interventions import Edit, apply_edit, edit_fn, steer, token_mask
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return tiny_backbone(seed=0)
 
 
 @pytest.fixture(scope="module")

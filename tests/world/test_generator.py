@@ -10,11 +10,12 @@ import pytest
 
 from clipsteer.world.captions import CONTEXT_LENGTH, VOCABULARY, caption
 from clipsteer.world.config import WorldConfig
-from clipsteer.world.dataset import WorldDataset, parse_spec, patch_masks
+from clipsteer.world.dataset import WorldDataset, parse_spec
 from clipsteer.world.distribution import pretraining_scene
 from clipsteer.world.factors import COLOUR_NAMES, FAMILIES, SHAPES, SIZES, family_of
 from clipsteer.world.font import render_word
 from clipsteer.world.generate import render_indices
+from clipsteer.world.masks import patch_masks
 from clipsteer.world.render import NOTE, OBJECT, WORD, patch_counts, render
 from clipsteer.world.shapes import shape_mask
 

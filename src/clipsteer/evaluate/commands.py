@@ -1,120 +1,166 @@
-"""`clipsteer eval`: reconstruction, downstream fidelity and (on the synthetic world) factor recovery.
+"""`clipsteer eval`: reconstruction, downstream fidelity and (where the dataset has ground truth) factor
+recovery of an SAE, on any dataset: an image folder, or a registered source such as `world:…`.
 
-All metrics come from one pass over `n_images` images: the SAE's site is captured, encoded and
-decoded batch by batch (memory stays bounded; patch-level factor recovery keeps codes for the first
-`n_patch_images` images only). Results go to `out/eval.json` and a density histogram to
-`out/feature_density.png`.
+    clipsteer eval --sae runs/sae/saes/topk_x16_k32                         # the toy world (defaults)
+    clipsteer eval --sae SAE --model CLIP_DIR --dataset IMAGES --classes cat dog --n-images 500
+
+One pass over `n_images` images captures the SAE's site batch by batch (memory stays bounded;
+patch-level factor recovery keeps codes for the first `n_patch_images` images only). Downstream
+fidelity runs on `downstream_dataset` (default: `dataset`): CE recovered when its images carry class
+labels, otherwise embedding cosine, zero-shot KL and agreement over `--classes` (or the dataset's own
+class names). Factor recovery needs a dataset with ground-truth factors (`FactorAnnotated`: the
+synthetic world) and is skipped, saying so, elsewhere. Results: `out/eval.json` (`EvalResult`, written
+last: the step's completion marker) and `out/feature_density.png`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from clipsteer.activations.prefetch import iter_chunks
+from clipsteer.data.protocol import FactorAnnotated, ImageDataset, LabelledDataset
+from clipsteer.data.resolve import open_dataset
 from clipsteer.evaluate.downstream import downstream_fidelity
-from clipsteer.evaluate.factors import factor_recovery
+from clipsteer.evaluate.factors import FactorRecovery, factor_recovery
 from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histogram
+from clipsteer.evaluate.results import Downstream, EvalResult, FactorSummary, Reconstruction
 from clipsteer.models.backbone import Backbone
+from clipsteer.models.names import resolve_model
+from clipsteer.results import to_json
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
-from clipsteer.world.paths import shipped_toy_clip
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    sae: Path
-    """An SAE: clipsteer folder, SAELens folder (cfg.json) or Prisma folder / .pt file."""
+    sae: Path | None = None
+    """An SAE: clipsteer folder, SAELens folder (cfg.json) or Prisma folder / .pt file. Required."""
     out: Path | None = None
     """Where eval.json goes; default: the SAE folder."""
     model: str | None = None
-    """CLIP checkpoint; default: the shipped toy CLIP."""
+    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
     site: str | None = None
     """Default: the site recorded in the SAE's config."""
-    world_split: str = "test"
-    """Synthetic-world split for reconstruction, factor recovery and zero-shot fidelity."""
+    dataset: str = "world:pretraining/test"
+    """Images for reconstruction metrics (and factor recovery where annotated): a folder or `world:…`."""
+    downstream_dataset: str | None = "world:zero_shot/test"
+    """Images for downstream fidelity; None: `dataset`. Labelled images give CE recovered."""
+    classes: tuple[str, ...] = ()
+    """Zero-shot class names for downstream fidelity; default: the downstream dataset's own classes."""
+    templates: tuple[str, ...] = ("a photo of a {}",)
+    """Prompt templates over class names (the toy CLIP's captions; real CLIP: "a photo of a {}.")."""
     n_images: int = 2000
     n_patch_images: int = 300
-    batch_size: int = 100
+    """Images whose patch codes are kept for patch-level factor recovery."""
+    n_downstream_images: int = 1000
+    images_per_batch: int = 100
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        for name in ("n_images", "n_downstream_images", "images_per_batch"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)}: expected a positive integer")
+        if self.n_patch_images < 0:
+            raise ValueError(f"--n-patch-images={self.n_patch_images}: expected an integer ≥ 0")
 
-def module_device(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
+
+def image_chunks(backbone: Backbone, dataset: ImageDataset, n_images: int, images_per_batch: int, desc: str):
+    """Preprocessed readable images of `dataset[:n_images]` in batches (unreadable ones are skipped)."""
+    n = min(n_images, len(dataset))
+    with tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
+        for chunk in iter_chunks(dataset, 0, n, images_per_batch, backbone.preprocess, workers=2):
+            bar.update(chunk.end - chunk.start)
+            if len(chunk.indices):
+                yield chunk
 
 
-def world_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str, n_images: int,
-               n_patch_images: int, batch_size: int) -> dict:
-    """Reconstruction metrics and factor recovery on `n_images` pretraining-distribution images."""
-    from clipsteer.evaluate.world_factors import image_factors, patch_factors
-    from clipsteer.world.dataset import WorldDataset
-
-    dataset = WorldDataset("pretraining", split, n=n_images)
-    meter = ReconstructionMeter(sae.d_sae)
-    # Control: an untrained SAE of the same shape. Its best-of-many random features sets the AUROC a
-    # trained SAE must beat for factor recovery to mean anything.
-    control = SparseAutoencoder(sae.config, generator=torch.Generator().manual_seed(0)).to(module_device(sae)).eval()
+def untrained_control(sae: SparseAutoencoder) -> SparseAutoencoder:
+    """An untrained SAE of the same shape: its best-of-many random features set the AUROC a trained SAE
+    must beat for factor recovery to mean anything."""
+    device = next(sae.parameters()).device
+    control = SparseAutoencoder(sae.config, generator=torch.Generator().manual_seed(0)).to(device).eval()
     control.b_dec.data.copy_(sae.b_dec.data)
-    image_codes, patch_codes, image_labels, patch_labels, control_codes, control_patch_codes = [], [], [], [], [], []
-    for start in tqdm(range(0, n_images, batch_size), desc="eval", leave=False):
-        batch = dataset.arrays(start, min(start + batch_size, n_images))
-        x = backbone.capture(backbone.pixels(batch.images), [site])[site]  # [B, T, d]
-        with torch.no_grad():
-            out = sae(x)
+    return control
+
+
+def by_group(recovery: FactorRecovery, score: str) -> dict[str, float]:
+    groups = dict.fromkeys(s.factor.split(":")[0] for s in recovery.scores)
+    return {g: (recovery.mean_auroc_of(g + ":") if score == "auroc" else recovery.mean_f1_of(g + ":")) for g in groups}
+
+
+@torch.no_grad()
+def reconstruction_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, dataset: ImageDataset, n_images: int,
+                        n_patch_images: int, images_per_batch: int) -> tuple[Reconstruction, dict, FactorSummary | None]:
+    """Reconstruction metrics over `n_images` images, and factor recovery when the dataset is annotated."""
+    annotated = isinstance(dataset, FactorAnnotated)
+    meter = ReconstructionMeter(sae.d_sae)
+    control = untrained_control(sae) if annotated else None
+    parts: dict[str, list] = {k: [] for k in ("image", "control", "patch", "control_patch", "image_y", "patch_y")}
+    for chunk in image_chunks(backbone, dataset, n_images, images_per_batch, "eval"):
+        x = backbone.capture(chunk.pixels, [site])[site]  # [B, T, d]
+        out = sae(x)
         codes = out.codes.reshape(*x.shape[:2], sae.d_sae)
         meter.update(x, out.reconstruction.reshape(x.shape), codes)
-        control_token_codes = control.encode(x)
-        image_codes.append(codes.amax(dim=1))
-        control_codes.append(control_token_codes.amax(dim=1))
-        image_labels.append(image_factors(batch))
-        if start < n_patch_images:
-            patch_codes.append(codes[:, 1:].reshape(-1, sae.d_sae))
-            control_patch_codes.append(control_token_codes[:, 1:].reshape(-1, sae.d_sae))
-            patch_labels.append(patch_factors(batch))
+        if control is None:
+            continue
+        keep = chunk.indices - chunk.start  # readable images within [start, end)
+        image_y = {k: v[keep] for k, v in dataset.image_factors(chunk.start, chunk.end).items()}
+        control_codes = control.encode(x)
+        parts["image"].append(codes.amax(dim=1))
+        parts["control"].append(control_codes.amax(dim=1))
+        parts["image_y"].append(image_y)
+        if chunk.start < n_patch_images:
+            patch_y = {k: v[keep].reshape(-1) for k, v in dataset.patch_factors(chunk.start, chunk.end).items()}
+            parts["patch"].append(codes[:, 1:].reshape(-1, sae.d_sae))
+            parts["control_patch"].append(control_codes[:, 1:].reshape(-1, sae.d_sae))
+            parts["patch_y"].append(patch_y)
+    reconstruction = Reconstruction(**meter.result())
+    histogram = density_histogram(meter.frequencies())
+    if control is None:
+        return reconstruction, histogram, None
 
-    def cat(parts: list[dict]) -> dict:
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    def labels(key: str) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(np.concatenate([p[k] for p in parts[key]])) for k in parts[key][0]}
 
-    image_level = factor_recovery(torch.cat(image_codes), cat(image_labels))
-    control_level = factor_recovery(torch.cat(control_codes), cat(image_labels))
-    control_patch_level = factor_recovery(torch.cat(control_patch_codes), cat(patch_labels))
-    patch_level = factor_recovery(torch.cat(patch_codes), cat(patch_labels))
-    groups = ("shape", "colour", "background")
-    return {
-        "reconstruction": meter.result(),
-        "density_histogram": density_histogram(meter.frequencies()),
-        "factor_recovery": {
-            "image": image_level.summary(), "patch": patch_level.summary(),
-            "image_mean_auroc_shape_colour_background": sum(image_level.mean_auroc_of(g) for g in groups) / 3,
-            "image_mean_auroc_by_group": {g: image_level.mean_auroc_of(g) for g in (*groups, "word")},
-            "image_mean_firing_f1_by_group": {g: image_level.mean_f1_of(g) for g in (*groups, "word")},
-            "untrained_control_image_mean_firing_f1_by_group": {g: control_level.mean_f1_of(g)
-                                                                for g in (*groups, "word")},
-            "patch_mean_auroc_by_group": {g: patch_level.mean_auroc_of(g) for g in (*groups, "word")},
-            "untrained_control_image_mean_auroc_by_group": {g: control_level.mean_auroc_of(g)
-                                                            for g in (*groups, "word")},
-            "untrained_control_patch_mean_auroc_by_group": {g: control_patch_level.mean_auroc_of(g)
-                                                            for g in (*groups, "word")},
-        },
-    }
+    image = factor_recovery(torch.cat(parts["image"]), labels("image_y"))
+    image_control = factor_recovery(torch.cat(parts["control"]), labels("image_y"))
+    patch = factor_recovery(torch.cat(parts["patch"]), labels("patch_y"))
+    patch_control = factor_recovery(torch.cat(parts["control_patch"]), labels("patch_y"))
+    summary = FactorSummary(
+        image_auroc=by_group(image, "auroc"), patch_auroc=by_group(patch, "auroc"),
+        image_firing_f1=by_group(image, "f1"), control_image_auroc=by_group(image_control, "auroc"),
+        control_patch_auroc=by_group(patch_control, "auroc"), control_image_firing_f1=by_group(image_control, "f1"),
+        image=image.summary(), patch=patch.summary())
+    return reconstruction, histogram, summary
 
 
-def world_downstream(backbone: Backbone, sae: SparseAutoencoder, site: str, split: str, n_images: int) -> dict:
-    """Zero-shot shape classification on the world's clean zero-shot set with the SAE spliced in."""
-    from clipsteer.world.dataset import WorldDataset
-    from clipsteer.world.factors import SHAPES
-
-    batch = WorldDataset("zero_shot", split, n=n_images).arrays()
-    head = backbone.zero_shot_head(list(SHAPES), ["a photo of a {}"])
-    labels = torch.as_tensor(batch.labels["shape"]).long()
+@torch.no_grad()
+def downstream_pass(backbone: Backbone, sae: SparseAutoencoder, site: str, dataset: ImageDataset, n_images: int,
+                    classes: tuple[str, ...], templates: tuple[str, ...], images_per_batch: int) -> Downstream | None:
+    """Zero-shot fidelity with the SAE spliced in; None (with a note) when no classes are known."""
+    labelled = isinstance(dataset, LabelledDataset)
+    classes = classes or (tuple(dataset.class_names) if labelled else ())
+    if len(classes) < 2:
+        print("[eval] downstream fidelity skipped: no zero-shot classes (pass --classes, or a labelled dataset)")
+        return None
+    chunks = list(image_chunks(backbone, dataset, n_images, images_per_batch, "downstream"))
+    pixels = torch.cat([c.pixels for c in chunks])
+    indices = np.concatenate([c.indices for c in chunks])
+    labels = None
+    if labelled and tuple(dataset.class_names) == classes:
+        y = np.asarray(dataset.labels()["label"])[indices]
+        pixels, labels = pixels[torch.as_tensor(y >= 0)], torch.as_tensor(y[y >= 0])  # −1: no class shown
+    head = backbone.zero_shot_head(list(classes), list(templates))
 
     def reconstruct(h: torch.Tensor) -> torch.Tensor:
         return sae(h).reconstruction.reshape(h.shape).to(h.dtype)
 
-    return downstream_fidelity(backbone, site, reconstruct, backbone.pixels(batch.images), labels, head)
+    return downstream_fidelity(backbone, site, reconstruct, pixels, head, classes, labels, images_per_batch)
 
 
 def plot_density(hist: dict, path: Path) -> None:
@@ -136,25 +182,49 @@ def plot_density(hist: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate_sae(config: EvalConfig) -> dict:
-    backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
+def describe(result: EvalResult) -> str:
+    r, d, f = result.reconstruction, result.downstream, result.factor_recovery
+    parts = [f"EV {r.explained_variance:.3f}"]
+    if r.l0_patches is not None:
+        parts.append(f"L0 patches {r.l0_patches:.1f} ({100 * r.l0_patches_fraction:.2f}%)")
+    if r.l0_cls is not None:
+        parts.append(f"L0 CLS {r.l0_cls:.1f}")
+    parts.append(f"dead {100 * r.dead_fraction:.1f}%")
+    if d is not None:
+        parts.append(f"embedding cos {d.embedding_cosine:.3f}, zero-shot KL {d.kl_zero_shot:.3g}")
+        if d.ce_recovered_pct is not None:
+            parts.append(f"CE recovered {d.ce_recovered_pct:.1f}%")
+    if f is not None:
+        parts.append(f"factor AUROC (image, mean over groups) {FactorSummary.mean(f.image_auroc):.3f} "
+                     f"vs untrained {FactorSummary.mean(f.control_image_auroc):.3f}")
+    else:
+        parts.append("factor recovery: n/a (the dataset has no ground-truth factors)")
+    return f"[eval] {result.site} on {result.dataset}: " + ", ".join(parts)
+
+
+def evaluate_sae(config: EvalConfig) -> EvalResult:
+    if config.sae is None:
+        raise ValueError("eval: --sae is required (an SAE folder or file)")
+    out = Path(config.out or config.sae)
+    out.mkdir(parents=True, exist_ok=True)  # before the work, so an unwritable folder fails at once
+    model = resolve_model(config.model)
+    backbone = Backbone.from_pretrained(model, device=config.device)
     sae = load_any_sae(config.sae, device=config.device).eval()
     site = backbone.site(config.site or sae.config.site or "").name
     if sae.d_in != backbone.d_model:
         raise ValueError(f"SAE {config.sae} reads d_in = {sae.d_in}, but {backbone.name} has d_model = "
                          f"{backbone.d_model} at {site}")
-    with torch.no_grad():
-        result = {"sae": str(config.sae), "site": site, "config": {k: str(v) for k, v in asdict(config).items()}}
-        result |= world_pass(backbone, sae, site, config.world_split, config.n_images, config.n_patch_images,
-                             config.batch_size)
-        result["downstream"] = world_downstream(backbone, sae, site, config.world_split, min(config.n_images, 1000))
-    out = Path(config.out or config.sae)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_density(result["density_histogram"], out / "feature_density.png")
-    r, d, f = result["reconstruction"], result["downstream"], result["factor_recovery"]
-    print(f"[eval] {site}: EV {r['explained_variance']:.3f}, L0 patches {r['l0_patches']:.1f} "
-          f"({100 * r['l0_patches_fraction']:.2f}% of {sae.d_sae}), L0 CLS {r['l0_cls']:.1f}, dead "
-          f"{100 * r['dead_fraction']:.1f}%, CE recovered {d['ce_recovered_pct']:.1f}%, "
-          f"factor AUROC (image, shape/colour/background) {f['image_mean_auroc_shape_colour_background']:.3f}")
+    dataset = open_dataset(config.dataset)
+    reconstruction, histogram, factors = reconstruction_pass(backbone, sae, site, dataset, config.n_images,
+                                                             config.n_patch_images, config.images_per_batch)
+    downstream_data = open_dataset(config.downstream_dataset) if config.downstream_dataset else dataset
+    downstream = downstream_pass(backbone, sae, site, downstream_data, config.n_downstream_images, config.classes,
+                                 config.templates, config.images_per_batch)
+    result = EvalResult(sae=str(config.sae), site=site, model=model, dataset=config.dataset,
+                        n_images=min(config.n_images, len(dataset)), reconstruction=reconstruction,
+                        density_histogram=histogram, downstream=downstream, factor_recovery=factors,
+                        config=to_json(config))
+    plot_density(histogram, out / "feature_density.png")
+    result.write(out)
+    print(describe(result))
     return result

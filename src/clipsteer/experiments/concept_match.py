@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from clipsteer.evaluate.factors import factor_auroc_table
-from clipsteer.evaluate.world_factors import image_factors
 from clipsteer.models.backbone import Backbone
 from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.world.dataset import WorldDataset
+from clipsteer.world.factor_labels import image_factors
 from clipsteer.world.factors import BACKGROUNDS
 
 
@@ -37,7 +37,7 @@ def concept_matches(backbone: Backbone, sae: SparseAutoencoder, site: str, rows:
         batch = dataset.arrays(start, min(start + batch_size, n_images))
         x = backbone.capture(backbone.pixels(batch.images), [site])[site]
         acts.append(sae.encode(x)[..., columns].amax(dim=1))
-        labels.append(image_factors(batch))
+        labels.append({k: torch.as_tensor(v) for k, v in image_factors(batch).items()})
     factors = {k: torch.cat([part[k] for part in labels]) for k in labels[0]}
     names, table = factor_auroc_table(torch.cat(acts), factors)  # [K, len(steerable)]
     out = []

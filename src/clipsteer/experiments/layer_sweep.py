@@ -1,188 +1,241 @@
 """`clipsteer layer-sweep`: the whole pipeline at every layer — harvest, train, evaluate, steer.
 
 Per layer of the vision tower (resid_post): one activation store (all layers harvested in one pass),
-one SAE, its evaluation (`eval.json`: reconstruction, downstream fidelity, factor recovery) and its
-steerability (SAE features vs neurons vs a random-weights control). A table (`layers.json`,
-`layers.csv`) and a plot (`layers.png`) compare layers. Every step resumes or is skipped when its
-output exists, so rerunning the same command continues an interrupted sweep.
+one SAE, its evaluation (`EvalResult`) and its steerability (`SteerabilitySummary`: SAE features vs
+neurons vs a random-weights control). A table (`layers.json` = `LayerSweepResult`, `layers.csv`) and a
+plot (`layers.png`) compare layers. Every step counts as done only when its typed result reads back, so
+rerunning the same command continues an interrupted sweep.
+
+The component configs nest unchanged (`--harvest.max-images`, `--train.trainer.lr`, `--eval.n-images`,
+`--steer.n-images`): every flag means what it means in `clipsteer harvest/train/eval/steerability`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-from dataclasses import dataclass, replace
+import io
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
+from clipsteer.atomic import atomic_write_json, atomic_write_text
+from clipsteer.composite import own
 from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
-from clipsteer.experiments.concept_match import concept_matches
+from clipsteer.evaluate.results import EvalResult, FactorSummary
 from clipsteer.models.backbone import Backbone
+from clipsteer.models.names import resolve_model
+from clipsteer.results import ResultFile
 from clipsteer.sae.commands import TrainConfig, train
-from clipsteer.sae.config import Architecture
-from clipsteer.sae.loading import load_any_sae
-from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import TrainerConfig
 from clipsteer.steer.commands import SteerabilityConfig, steerability
-from clipsteer.world.paths import shipped_toy_clip
+from clipsteer.steer.results import SteerabilitySummary, read_feature_rows
+
+COMMAND = "layer-sweep"
 
 
 @dataclass(frozen=True)
 class LayerSweepConfig:
     out: Path = Path("runs/layer_sweep")
     model: str | None = None
-    """CLIP checkpoint; default: the shipped toy CLIP."""
+    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
     layers: tuple[int, ...] = ()
     """Layers to sweep (resid_post); default: all."""
-    dataset: str = "world:train"
-    harvest_images: int = 20000
-    architecture: Architecture = "relu"
-    expansion_factor: int = 16
-    sparsity_coefficient: float = 1e-4
-    """λ for relu (the paper's steering SAEs: 1e-4)."""
-    k: int = 32
-    """Active features per token for topk / batchtopk."""
-    train_tokens: int = 10_000_000
-    batch_size: int = 4096
-    lr: float = 4e-4
-    dead_feature_window: int = 5000
-    """Steps without firing before ghost grads / AuxK treat a feature as dead (short runs need fewer)."""
-    eval_images: int = 2000
-    steer_dataset: str = "world:zero_shot/test"
-    """Images whose CLIP reading is steered (the paper: 192 ImageNet validation images)."""
-    steer_images: int = 192
-    steer_max_features: int | None = None
-    """Score an evenly spaced subset of SAE features (default: all)."""
-    steer_alphas: tuple[float, ...] = ()
-    """Also measure the fraction steerable at these α (each costs one more steering pass)."""
-    random_control: bool = True
-    steer: bool = True
     device: str = "cpu"
     seed: int = 0
+    """Seeds SAE training and the steering controls."""
+    harvest: HarvestConfig = HarvestConfig(max_images=20000)
+    """How activations are harvested (`clipsteer harvest` flags; sites, out, model, device are set here)."""
+    train: TrainConfig = TrainConfig(expansion_factor=16, trainer=TrainerConfig(total_tokens=10_000_000))
+    """How each layer's SAE is trained (`clipsteer train` flags; store and out are set here)."""
+    eval: EvalConfig = EvalConfig()
+    """How each SAE is evaluated (`clipsteer eval` flags; sae, out, model, device are set here)."""
+    steer: SteerabilityConfig = SteerabilityConfig()
+    """How steerability is measured (`clipsteer steerability` flags; out, sae, model, device, seed are set here)."""
+    run_steerability: bool = True
 
 
-def sae_name(config: LayerSweepConfig) -> str:
-    uses_k = config.architecture in ("topk", "batchtopk")
-    suffix = f"_k{config.k}" if uses_k else f"_lambda{config.sparsity_coefficient:g}"
-    return f"{config.architecture}_x{config.expansion_factor}{suffix}"
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer's headline numbers, built only from the typed results of its steps."""
+
+    layer: int
+    site: str
+    sae: str
+    explained_variance: float
+    l0_patches: float | None
+    l0_cls: float | None
+    l0_patches_fraction: float | None
+    dead_fraction: float
+    ce_recovered_pct: float | None
+    factor_auroc_image: float | None
+    """Mean best-feature AUROC over factor groups (None without ground-truth factors)."""
+    factor_auroc_image_control: float | None
+    factor_auroc_patch: float | None
+    factor_auroc_patch_control: float | None
+    steerable: dict[str, float] = field(default_factory=dict)
+    """basis → fraction steerable at the run's α."""
+    distinct_concepts: dict[str, int] = field(default_factory=dict)
+    alpha_sweep: dict[str, dict[str, float]] = field(default_factory=dict)
+    steerable_matching_detected_factor: int | None = None
+
+    @classmethod
+    def of(cls, layer: int, sae: Path, result: EvalResult, summary: SteerabilitySummary | None,
+           n_matched: int | None) -> LayerRow:
+        r, f = result.reconstruction, result.factor_recovery
+
+        def mean(by_group: dict[str, float] | None) -> float | None:
+            return FactorSummary.mean(by_group) if by_group else None
+
+        return cls(
+            layer=layer, site=result.site, sae=str(sae), explained_variance=r.explained_variance,
+            l0_patches=r.l0_patches, l0_cls=r.l0_cls, l0_patches_fraction=r.l0_patches_fraction,
+            dead_fraction=r.dead_fraction,
+            ce_recovered_pct=result.downstream.ce_recovered_pct if result.downstream else None,
+            factor_auroc_image=mean(f and f.image_auroc), factor_auroc_image_control=mean(f and f.control_image_auroc),
+            factor_auroc_patch=mean(f and f.patch_auroc), factor_auroc_patch_control=mean(f and f.control_patch_auroc),
+            steerable={b: s.fraction_steerable for b, s in summary.bases.items()} if summary else {},
+            distinct_concepts={b: s.distinct_concepts for b, s in summary.bases.items()} if summary else {},
+            alpha_sweep=summary.alpha_sweep if summary else {}, steerable_matching_detected_factor=n_matched)
+
+    def flat(self) -> dict[str, object]:
+        """One CSV row: scalar fields, then steerable_<basis> and steerable_<basis>_alpha<α> columns."""
+        out: dict[str, object] = {k: v for k, v in vars(self).items() if not isinstance(v, dict)}
+        out |= {f"steerable_{b}": v for b, v in self.steerable.items()}
+        out |= {f"steerable_{b}_alpha{a}": v for b, sweep in self.alpha_sweep.items() for a, v in sweep.items()}
+        return out
 
 
-def layer_sweep(config: LayerSweepConfig) -> list[dict]:
-    model = str(config.model or shipped_toy_clip())
+@dataclass(frozen=True)
+class LayerSweepResult(ResultFile):
+    FILE: ClassVar[str] = "layers.json"
+    rows: tuple[LayerRow, ...]
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The component configs of one layer, with the fields the sweep owns filled in."""
+
+    layer: int
+    site: str
+    train: TrainConfig
+    eval: EvalConfig
+    steer: SteerabilityConfig
+
+    @classmethod
+    def of(cls, config: LayerSweepConfig, model: str, layer: int, site: str, out: Path) -> LayerPlan:
+        run_dir = out / f"layer{layer}"
+        placeholder = run_dir / "train" / "saes"  # the trained SAE's folder replaces it once known
+        return cls(
+            layer, site,
+            train=own(config.train, COMMAND, "train", store=out / "activations" / site, out=run_dir / "train",
+                      **{"trainer.device": config.device, "trainer.seed": config.seed}),
+            # Evaluations sit beside the SAE, not inside it: a resumed training rewrites the SAE folder.
+            eval=own(config.eval, COMMAND, "eval", sae=placeholder, out=run_dir / "eval", model=model,
+                     device=config.device),
+            steer=own(config.steer, COMMAND, "steer", out=run_dir / "steerability", sae=placeholder, model=model,
+                      device=config.device, seed=config.seed))
+
+
+def layer_sweep(config: LayerSweepConfig) -> LayerSweepResult:
+    model = resolve_model(config.model)
     n_layers = Backbone.from_pretrained(model, device=config.device).n_layers
     layers = config.layers or tuple(range(n_layers))
     out = Path(config.out)
     sites = tuple(f"blocks.{layer}.resid_post" for layer in layers)
-    stores = harvest(HarvestConfig(sites=sites, out=out / "activations", model=model, dataset=config.dataset,
-                                   max_images=config.harvest_images, device=config.device))
+    harvest_config = own(config.harvest, COMMAND, "harvest", sites=sites, out=out / "activations", model=model,
+                         device=config.device)
+    plans = [LayerPlan.of(config, model, layer, site, out) for layer, site in zip(layers, sites, strict=True)]
+    harvest(harvest_config)  # every flag is checked (in the plans) before the first step starts
     rows = []
-    for layer, site in zip(layers, sites, strict=True):
-        run_dir = out / f"layer{layer}"
-        trainer = TrainerConfig(batch_size=config.batch_size, total_tokens=config.train_tokens, lr=config.lr,
-                                dead_feature_window=config.dead_feature_window, device=config.device,
-                                seed=config.seed, progress=False)
-        saes = train(TrainConfig(store=stores[site], out=run_dir / "train", architecture=config.architecture,
-                                 expansion_factor=config.expansion_factor, k=config.k,
-                                 objective=replace(ObjectiveConfig(), sparsity_coefficient=config.sparsity_coefficient),
-                                 trainer=trainer))
-        sae_dir = saes[sae_name(config)]
-        eval_file = sae_dir / "eval.json"
-        result = (json.loads(eval_file.read_text()) if eval_file.is_file() else
-                  evaluate_sae(EvalConfig(sae=sae_dir, model=model, n_images=config.eval_images, device=config.device)))
-        row = layer_row(layer, result)
-        if config.steer:
-            steer_dir = run_dir / "steerability"
-            summary_file = steer_dir / "summary.json"
-            summary = (json.loads(summary_file.read_text()) if summary_file.is_file() else
-                       steerability(SteerabilityConfig(out=steer_dir, sae=sae_dir, model=model,
-                                                       images=config.steer_dataset, n_images=config.steer_images,
-                                                       max_features=config.steer_max_features,
-                                                       alpha_sweep=config.steer_alphas,
-                                                       random_control=config.random_control, device=config.device,
-                                                       seed=config.seed)))
-            for basis in ("sae", "neurons", "random_sae", "random_neurons"):
-                if basis in summary:
-                    row[f"steerable_{basis}"] = summary[basis]["fraction_steerable"]
-                    row[f"concepts_{basis}"] = summary[basis]["distinct_concepts"]
-            for basis, by_alpha in summary.get("alpha_sweep", {}).items():
-                row |= {f"steerable_{basis}_alpha{alpha}": fraction for alpha, fraction in by_alpha.items()}
-            row |= match_layer(model, sae_dir, site, steer_dir, config)
+    for plan in plans:
+        layer, site = plan.layer, plan.site
+        saes = train(plan.train)
+        if len(saes) != 1:
+            raise ValueError(f"{COMMAND}: one SAE per layer; drop --train.sweep-k / --train.sweep-sparsity")
+        sae_dir = next(iter(saes.values()))
+        eval_dir = plan.eval.out
+        result = EvalResult.read(eval_dir) if EvalResult.done(eval_dir) else evaluate_sae(replace(plan.eval, sae=sae_dir))
+        summary, n_matched = None, None
+        if config.run_steerability:
+            steer_dir = plan.steer.out
+            summary = (SteerabilitySummary.read(steer_dir) if SteerabilitySummary.done(steer_dir)
+                       else steerability(replace(plan.steer, sae=sae_dir)))
+            if result.factor_recovery is not None:  # ground truth to match concepts against: the world
+                n_matched = match_layer(model, sae_dir, site, steer_dir, config.device)
+        row = LayerRow.of(layer, sae_dir, result, summary, n_matched)
         rows.append(row)
-        print(f"[layer-sweep] layer {layer}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                        for k, v in row.items()))
-    write_table(rows, out)
-    plot_layers(rows, out / "layers.png")
-    return rows
+        print(f"[{COMMAND}] layer {layer}: " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.flat().items()))
+    sweep = LayerSweepResult(tuple(rows))
+    write_table(sweep, out)
+    plot_layers(sweep, out / "layers.png")
+    sweep.write(out)
+    return sweep
 
 
-def match_layer(model: str, sae_dir: Path, site: str, steer_dir: Path, config: LayerSweepConfig) -> dict:
+def match_layer(model: str, sae_dir: Path, site: str, steer_dir: Path, device: str) -> int:
     """Steerable SAE features whose top concept names a factor they detect (`concept_matches.json`)."""
+    import json
+
+    from clipsteer.experiments.concept_match import concept_matches
+    from clipsteer.sae.loading import load_any_sae
+
     match_file = steer_dir / "concept_matches.json"
     if not match_file.is_file():
-        rows = [json.loads(line) for line in (steer_dir / "features_sae.jsonl").read_text().splitlines()]
-        backbone = Backbone.from_pretrained(model, device=config.device)
-        sae = load_any_sae(sae_dir, device=config.device)
-        match_file.write_text(json.dumps(concept_matches(backbone, sae, site, rows), indent=2))
-    result = json.loads(match_file.read_text())
-    return {"steerable_matching_detected_factor": result["n_matched"]}
+        rows = [vars(r) for r in read_feature_rows(steer_dir, "sae")]
+        backbone = Backbone.from_pretrained(model, device=device)
+        sae = load_any_sae(sae_dir, device=device)
+        atomic_write_json(match_file, concept_matches(backbone, sae, site, rows))
+    return int(json.loads(match_file.read_text())["n_matched"])
 
 
-def layer_row(layer: int, result: dict) -> dict:
-    rec, down, fac = result["reconstruction"], result["downstream"], result["factor_recovery"]
-    return {
-        "layer": layer, "explained_variance": rec["explained_variance"], "l0_patches": rec["l0_patches"],
-        "l0_cls": rec["l0_cls"], "l0_patches_fraction": rec["l0_patches_fraction"],
-        "dead_fraction": rec["dead_fraction"], "ce_recovered_pct": down["ce_recovered_pct"],
-        "factor_auroc_image": fac["image_mean_auroc_shape_colour_background"],
-        "factor_auroc_image_control": sum(fac["untrained_control_image_mean_auroc_by_group"][g]
-                                          for g in ("shape", "colour", "background")) / 3,
-        "factor_auroc_patch": sum(fac["patch_mean_auroc_by_group"][g] for g in ("shape", "colour", "background")) / 3,
-        "factor_auroc_patch_control": sum(fac["untrained_control_patch_mean_auroc_by_group"][g]
-                                          for g in ("shape", "colour", "background")) / 3,
-        "word_auroc_image": fac["image_mean_auroc_by_group"]["word"],
-    }
+def write_table(sweep: LayerSweepResult, out: Path) -> None:
+    flat = [row.flat() for row in sweep.rows]
+    fields = list(dict.fromkeys(k for row in flat for k in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(flat)
+    atomic_write_text(out / "layers.csv", text.getvalue())
 
 
-def write_table(rows: list[dict], out: Path) -> None:
-    (out / "layers.json").write_text(json.dumps(rows, indent=2))
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    with (out / "layers.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def plot_layers(rows: list[dict], path: Path) -> None:
+def plot_layers(sweep: LayerSweepResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = [r["layer"] for r in rows]
+    rows = sweep.rows
+    layers = [r.layer for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     names = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE dirs, random model",
              "random_neurons": "neurons, random model"}
     colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
-    keys = [k for k in rows[0] if k.startswith("steerable_") and k != "steerable_matching_detected_factor"]
-    alphas = sorted({k.partition("_alpha")[2] for k in keys} - {""}, key=float)
     styles = ["--", ":", "-."]
-    for key in keys:  # colour = basis; solid = the run's α, dashed/dotted = the α sweep
-        if all(key in r for r in rows):
-            basis, _, alpha = key.removeprefix("steerable_").partition("_alpha")
-            style = styles[alphas.index(alpha) % len(styles)] if alpha else "-"
-            label = names.get(basis, basis) + (f", α={alpha}" if alpha else "")
-            left.plot(layers, [r[key] for r in rows], marker="o", markersize=3, label=label, linestyle=style,
-                      color=colours.get(basis))
+    for basis in rows[0].steerable:  # colour = basis; solid = the run's α, dashed/dotted = the α sweep
+        if all(basis in r.steerable for r in rows):
+            left.plot(layers, [r.steerable[basis] for r in rows], marker="o", markersize=3,
+                      label=names.get(basis, basis), color=colours.get(basis))
+        alphas = sorted(rows[0].alpha_sweep.get(basis, {}), key=float)
+        for i, alpha in enumerate(alphas):
+            if all(alpha in r.alpha_sweep.get(basis, {}) for r in rows):
+                left.plot(layers, [r.alpha_sweep[basis][alpha] for r in rows], marker="o", markersize=3,
+                          linestyle=styles[i % len(styles)], label=f"{names.get(basis, basis)}, α={alpha}",
+                          color=colours.get(basis))
     left.set_xlabel("layer (resid_post)")
     left.set_ylabel("fraction steerable (S > 0.10)")
-    left.legend(fontsize=7)
+    if rows[0].steerable:
+        left.legend(fontsize=7)
     for key, label in [("factor_auroc_image", "SAE, image level"), ("factor_auroc_patch", "SAE, patch level"),
                        ("factor_auroc_image_control", "untrained SAE, image level"),
                        ("factor_auroc_patch_control", "untrained SAE, patch level")]:
-        right.plot(layers, [r[key] for r in rows], marker="o", label=label)
+        if all(getattr(r, key) is not None for r in rows):
+            right.plot(layers, [getattr(r, key) for r in rows], marker="o", label=label)
     right.set_xlabel("layer (resid_post)")
     right.set_ylabel("mean best-feature AUROC")
-    right.legend(fontsize=7)
+    if right.lines:
+        right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

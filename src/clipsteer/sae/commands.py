@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -21,8 +22,8 @@ from clipsteer.sae.trainer import Trainer
 
 @dataclass(frozen=True)
 class TrainConfig:
-    store: Path
-    """An activation store folder (written by `clipsteer harvest`)."""
+    store: Path | None = None
+    """An activation store folder (written by `clipsteer harvest`). Required."""
     out: Path = Path("runs/sae")
     """Run folder: config.json, metrics.jsonl, checkpoints/, saes/<name>/."""
     tokens: TokenSelection = "all"
@@ -50,7 +51,7 @@ def _store_description(source: object) -> tuple[str | None, str | None]:
 
 
 def build_recipes(config: TrainConfig, d_in: int, site: str | None = None, model: str | None = None) -> list[SAERecipe]:
-    uses_k = config.architecture in ("topk", "batchtopk")
+    uses_k = spec(config.architecture).uses_k
     if config.sweep_k and not uses_k:
         raise ValueError(f"--sweep-k needs architecture topk or batchtopk, not {config.architecture!r}")
     if config.sweep_sparsity and uses_k:
@@ -72,6 +73,8 @@ def train(config: TrainConfig) -> dict[str, Path]:
     """Run (or resume) the training described by `config`; returns the saved SAE folders by name."""
     from clipsteer.activations.loaders import open_shuffled
 
+    if config.store is None:
+        raise ValueError("train: --store is required (an activation store folder written by `clipsteer harvest`)")
     source = open_shuffled(config.store, tokens=config.tokens)
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection
+
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 Normalization = Literal["none", "layer_norm", "constant_scale", "token_rescale"]
-TokenSelection = Literal["all", "cls", "patches"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
-TOKEN_SELECTIONS: tuple[str, ...] = get_args(TokenSelection)
 
 
 class SAEConfigError(ValueError):
@@ -69,11 +69,18 @@ class SAEConfig:
             raise bad("normalization", f"one of {list(NORMALIZATIONS)}")
         if self.tokens is not None and self.tokens not in TOKEN_SELECTIONS:
             raise bad("tokens", f"one of {list(TOKEN_SELECTIONS)} or None")
-        if self.architecture in ("topk", "batchtopk"):
+        if self.uses_k:
             if not isinstance(self.k, int) or not 1 <= self.k <= self.d_sae:
                 raise bad("k", f"an integer in 1..d_sae={self.d_sae} for architecture {self.architecture!r}")
         elif self.k is not None:
             raise bad("k", f"None for architecture {self.architecture!r} (k is only used by topk/batchtopk)")
+
+    @property
+    def uses_k(self) -> bool:
+        """k sets the sparsity (topk, batchtopk); see `clipsteer.sae.architectures`."""
+        from clipsteer.sae.architectures import spec
+
+        return spec(self.architecture).uses_k
 
     @property
     def expansion_factor(self) -> float:

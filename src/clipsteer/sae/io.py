@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
+from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.model import SparseAutoencoder
 
@@ -36,10 +37,9 @@ class SAEFormatError(ValueError):
 def expected_shapes(config: SAEConfig) -> dict[str, tuple[int, ...]]:
     shapes = {"W_enc": (config.d_in, config.d_sae), "b_enc": (config.d_sae,),
               "W_dec": (config.d_sae, config.d_in), "b_dec": (config.d_in,)}
-    if config.architecture == "jumprelu":
-        shapes["threshold"] = (config.d_sae,)
-    elif config.architecture == "batchtopk":
-        shapes["threshold"] = ()
+    threshold = spec(config.architecture).threshold
+    if threshold is not None:
+        shapes["threshold"] = (config.d_sae,) if threshold == "per_feature" else ()
     return shapes
 
 
@@ -65,12 +65,12 @@ def sae_from_weights(config: SAEConfig, weights: dict[str, Tensor], where: str |
     check_weights(weights, config, where)
     sae = SparseAutoencoder(config, device=device)
     state = {name: weights[name].to(torch.float32) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    if config.architecture == "jumprelu":
+    if spec(config.architecture).threshold == "per_feature":
         threshold = weights["threshold"].to(torch.float32)
         if not bool((threshold > 0).all()):
             raise SAEFormatError(f"{where}: JumpReLU thresholds must be positive (min {float(threshold.min())})")
         state["log_threshold"] = threshold.log()
-    elif config.architecture == "batchtopk":
+    elif spec(config.architecture).threshold == "batch":
         state["batch_threshold"] = weights["threshold"].to(torch.float32)
     if config.normalization == "constant_scale":
         raise SAEFormatError(f"{where}: normalization 'constant_scale' must be folded into the weights before "
@@ -84,7 +84,7 @@ def sae_from_weights(config: SAEConfig, weights: dict[str, Tensor], where: str |
 
 def inference_tensors(sae: SparseAutoencoder) -> dict[str, Tensor]:
     tensors = {name: getattr(sae, name).detach() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    if sae.architecture in ("jumprelu", "batchtopk"):
+    if spec(sae.architecture).threshold is not None:
         tensors["threshold"] = sae.threshold.detach()
     return {k: v.to(torch.float32) for k, v in tensors.items()}
 

@@ -29,8 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from clipsteer.sae.activations import batch_topk, jumprelu
 from clipsteer.sae.config import SAEConfig
+from clipsteer.sae.nonlinearities import batch_topk, jumprelu
 from clipsteer.sae.normalization import NormStats, denormalize, normalize
 from clipsteer.sae.sparse import sparse_decode, topk_encode
 
@@ -252,17 +252,6 @@ class SparseAutoencoder(nn.Module):
         f = codes.reshape(-1, self.d_sae).to(self.W_dec.dtype)
         stats = self._stats_for_decode(f.shape[0], x)
         recon = denormalize(torch.addmm(self.b_dec, f, self.W_dec), stats)
-        return recon.reshape(*lead, self.d_in)
-
-    def decode_sparse(self, values: Tensor, indices: Tensor, x: Tensor | None = None) -> Tensor:
-        """values, indices [..., k] → x̂ [..., d_in] without building the dense code."""
-        if values.shape != indices.shape:
-            raise SAEInputError(f"decode_sparse: values {tuple(values.shape)} and indices {tuple(indices.shape)} differ")
-        lead = values.shape[:-1]
-        v2 = values.reshape(-1, values.shape[-1])
-        i2 = indices.reshape(-1, indices.shape[-1])
-        stats = self._stats_for_decode(v2.shape[0], x)
-        recon = denormalize(sparse_decode(v2, i2, self.W_dec) + self.b_dec, stats)
         return recon.reshape(*lead, self.d_in)
 
     def forward(self, x: Tensor) -> SAEOutput:

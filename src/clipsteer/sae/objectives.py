@@ -30,8 +30,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from clipsteer.sae.activations import step
+from clipsteer.sae.architectures import spec
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
+from clipsteer.sae.nonlinearities import step
 from clipsteer.sae.sparse import sparse_decode
 
 
@@ -117,30 +118,30 @@ def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
 def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: ObjectiveConfig,
                    sparsity_coefficient: float, dead_mask: Tensor | None) -> Losses:
     """Total loss to minimise and its named terms, for one trace (see module docstring)."""
-    arch = sae.architecture
+    arch = spec(sae.architecture)
     recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction)
     recon = recon_elem.mean()
     total = recon
     terms: dict[str, Tensor] = {"reconstruction": recon.detach()}
     n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
-    if arch == "relu":
+    if arch.penalty == "l1":
         assert trace.codes is not None
         # codes ≥ 0, so Σ|f| = Σf; summed in the codes' dtype (a bf16 sum still accumulates in fp32)
         # because asking for an fp32 result would copy the whole [N, d_sae] code matrix twice.
         l1 = trace.codes.sum(dim=-1).float().mean()
         total = total + sparsity_coefficient * l1
         terms["l1"] = l1.detach()
-    elif arch == "jumprelu":
+    elif arch.penalty == "l0":
         assert trace.pre is not None
         l0 = step(trace.pre.float(), sae.threshold.float(), objective.jumprelu_bandwidth).sum(dim=-1).mean()
         total = total + sparsity_coefficient * l0
         terms["l0_penalty"] = l0.detach()
-    if arch in ("relu", "jumprelu") and objective.ghost_grads and n_dead > 0:
+    if arch.dead_feature_loss == "ghost_grads" and objective.ghost_grads and n_dead > 0:
         assert dead_mask is not None
         ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach())
         total = total + ghost
         terms["ghost_grad"] = ghost.detach()
-    if arch in ("topk", "batchtopk"):
+    if arch.dead_feature_loss == "auxk":
         k_aux = auxk_size(objective, sae.d_in, n_dead)
         if k_aux > 0:
             aux = auxk_loss(sae, trace, n_dead, k_aux)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from clipsteer.sae.config import SAEConfig, SAEConfigError
-from clipsteer.sae.hooks import site_from_hook_name
+from clipsteer.sae.hook_names import site_from_hook_name
 from clipsteer.sae.io import SAEFormatError, read_json, sae_from_weights
 from clipsteer.sae.model import SparseAutoencoder
 

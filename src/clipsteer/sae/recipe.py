@@ -34,10 +34,10 @@ class SAERecipe:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    batch_size: int = 4096
+    tokens_per_batch: int = 4096
     """Tokens per step (the paper: 4096)."""
     total_tokens: int = 130_000_000
-    """Training length in tokens; steps = ceil(total_tokens / batch_size)."""
+    """Training length in tokens; steps = ceil(total_tokens / tokens_per_batch)."""
     lr: float = 4e-4
     lr_warmup_steps: int = 200
     lr_end_factor: float = 0.1
@@ -69,7 +69,7 @@ class TrainerConfig:
     """Show a tqdm progress bar."""
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "total_tokens", "init_samples", "log_every", "checkpoint_every",
+        positive = ("tokens_per_batch", "total_tokens", "init_samples", "log_every", "checkpoint_every",
                     "keep_checkpoints", "feature_sampling_window")
         for field in positive:
             if getattr(self, field) <= 0:
@@ -83,7 +83,7 @@ class TrainerConfig:
 
     @property
     def total_steps(self) -> int:
-        return math.ceil(self.total_tokens / self.batch_size)
+        return math.ceil(self.total_tokens / self.tokens_per_batch)
 
 
 # Fields that may differ between an interrupted run and its resumption without changing the result.

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from clipsteer.sae.config import SAEConfig, SAEConfigError
-from clipsteer.sae.hooks import site_from_hook_name
+from clipsteer.sae.hook_names import site_from_hook_name
 from clipsteer.sae.io import SAEFormatError, read_json, read_safetensors, sae_from_weights
 from clipsteer.sae.model import SparseAutoencoder
 

@@ -1,6 +1,6 @@
 """Where training batches come from: the `BatchSource` protocol and an in-memory implementation.
 
-A BatchSource yields an endless, deterministic stream of activation batches [batch_size, d_in] for a
+A BatchSource yields an endless, deterministic stream of activation batches [tokens_per_batch, d_in] for a
 seed. `start` skips the first `start` batches *without reading them*, so a resumed trainer continues the
 exact stream an uninterrupted run would have seen. The on-disk activation store's shuffled loader
 (`clipsteer.activations`) implements the same protocol.
@@ -20,8 +20,8 @@ class BatchSource(Protocol):
     d_in: int
     """Width of every row."""
 
-    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
-        """Yield Tensor[batch_size, d_in] forever; deterministic for (batch_size, seed); skip `start` batches."""
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        """Yield Tensor[tokens_per_batch, d_in] forever; deterministic for (tokens_per_batch, seed); skip `start` batches."""
         ...
 
 
@@ -29,8 +29,8 @@ class TensorSource:
     """An in-memory BatchSource over the rows of `data` [n, d_in].
 
     Epoch e visits the rows in the order of a permutation drawn from a generator seeded with
-    (seed, e); each epoch yields n // batch_size full batches (the remainder of the permutation is
-    dropped, so every batch has exactly batch_size rows).
+    (seed, e); each epoch yields n // tokens_per_batch full batches (the remainder of the permutation is
+    dropped, so every batch has exactly tokens_per_batch rows).
     """
 
     def __init__(self, data: Tensor) -> None:
@@ -46,17 +46,17 @@ class TensorSource:
         generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
         return torch.randperm(len(self), generator=generator)
 
-    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
-        if batch_size <= 0 or start < 0:
-            raise ValueError(f"TensorSource.batches: batch_size={batch_size}, start={start}; "
-                             "expected batch_size > 0 and start >= 0")
-        per_epoch = len(self) // batch_size
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        if tokens_per_batch <= 0 or start < 0:
+            raise ValueError(f"TensorSource.batches: tokens_per_batch={tokens_per_batch}, start={start}; "
+                             "expected tokens_per_batch > 0 and start >= 0")
+        per_epoch = len(self) // tokens_per_batch
         if per_epoch == 0:
-            raise ValueError(f"TensorSource.batches: batch_size={batch_size} is larger than the "
+            raise ValueError(f"TensorSource.batches: tokens_per_batch={tokens_per_batch} is larger than the "
                              f"{len(self)} rows available")
         epoch, offset = divmod(start, per_epoch)
         while True:
             order = self._permutation(seed, epoch)
             for b in range(offset, per_epoch):
-                yield self.data[order[b * batch_size:(b + 1) * batch_size]]
+                yield self.data[order[b * tokens_per_batch:(b + 1) * tokens_per_batch]]
             epoch, offset = epoch + 1, 0

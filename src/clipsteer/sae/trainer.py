@@ -110,8 +110,8 @@ class Trainer:
     @torch.no_grad()
     def _initialise(self, updaters: list[SAEUpdater]) -> None:
         config = self.config
-        n_batches = math.ceil(config.init_samples / config.batch_size)
-        stream = self.source.batches(config.batch_size, config.seed, 0)
+        n_batches = math.ceil(config.init_samples / config.tokens_per_batch)
+        stream = self.source.batches(config.tokens_per_batch, config.seed, 0)
         try:
             rows = list(itertools.islice(stream, n_batches))
         finally:
@@ -188,8 +188,8 @@ class Trainer:
     def _loop(self, updaters: list[SAEUpdater], sinks: list[MetricsSink], start: int, end: int, total: int,
               fingerprint: str) -> None:
         config = self.config
-        expected = (config.batch_size, self.source.d_in)
-        stream = self.source.batches(config.batch_size, config.seed, start)
+        expected = (config.tokens_per_batch, self.source.d_in)
+        stream = self.source.batches(config.tokens_per_batch, config.seed, start)
         bar = tqdm(total=total, initial=start, disable=not config.progress, desc="train SAE", unit="step",
                    dynamic_ncols=True)
         last_time, last_step = time.perf_counter(), start
@@ -207,7 +207,7 @@ class Trainer:
                 bar.update(1)
                 if want:
                     now = time.perf_counter()
-                    speed = (step + 1 - last_step) * config.batch_size / max(now - last_time, 1e-9)
+                    speed = (step + 1 - last_step) * config.tokens_per_batch / max(now - last_time, 1e-9)
                     last_time, last_step = now, step + 1
                     for name, metrics in rows:
                         assert metrics is not None

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from clipsteer.sae.architectures import spec
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -61,7 +62,7 @@ class SAEUpdater:
         coefficient = linear_warmup(step, target=objective.sparsity_coefficient, warmup=objective.sparsity_warmup_steps)
         dead_mask = self.stats.dead_mask(config.dead_feature_window)
         n_dead = int(dead_mask.sum())
-        k_aux = auxk_size(objective, sae.d_in, n_dead) if sae.architecture in ("topk", "batchtopk") else 0
+        k_aux = auxk_size(objective, sae.d_in, n_dead) if spec(sae.architecture).dead_feature_loss == "auxk" else 0
         device_type = x.device.type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,

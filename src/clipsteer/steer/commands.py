@@ -1,35 +1,42 @@
 """`clipsteer steerability`: score every feature of an SAE (and neurons, and a random-weights control).
 
-Writes to `out/`: `features_<basis>.jsonl` and `.csv` (one row per feature: index, S, P, top concept,
-steerable) and `summary.json` (per basis: fraction steerable, distinct concepts among steerable
-features, the most common concepts), plus `strength_curves.json` when `curve_features` is given.
+Writes to `out/`: `features_<basis>.jsonl` and `.csv` (one `FeatureRow` per feature: index, S, P, top
+concept, steerable) and, last, `summary.json` (`SteerabilitySummary`: per basis the fraction steerable,
+distinct concepts among steerable features, the most common concepts; the α sweep and strength curves
+when asked for). Read them with `steer.results.read_feature_rows` and `SteerabilitySummary.read`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from clipsteer.data.resolve import open_dataset
-from clipsteer.models.backbone import Backbone, TokenSelection
+from clipsteer.models.backbone import Backbone
+from clipsteer.models.names import resolve_model
+from clipsteer.models.sites import TokenSelection
+from clipsteer.results import to_json
 from clipsteer.steer.control import random_vision_like
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
+from clipsteer.steer.results import (
+    BasisSummary,
+    FeatureRow,
+    SteerabilitySummary,
+    StrengthCurve,
+    write_feature_rows,
+)
 from clipsteer.steer.steerability import Engine, SteeringRun, SteeringScores, SteeringSpec
 from clipsteer.steer.vocabulary import read_word_list, text_embeddings, vocabulary_from_tokenizer
-from clipsteer.world.paths import shipped_toy_clip
 
 Basis = Literal["sae", "neurons"]
 
 
 @dataclass(frozen=True)
 class SteerabilityConfig:
-    out: Path
+    out: Path = Path("runs/steerability")
     """Output directory."""
     sae: Path | None = None
     """An SAE (clipsteer, SAELens or Prisma format). Without it only neurons are scored."""
@@ -58,7 +65,7 @@ class SteerabilityConfig:
     """SAE features whose strength curve (S and P over `curve_alphas`) is recorded."""
     curve_alphas: tuple[float, ...] = (-20.0, -5.0, 0.0, 5.0, 10.0, 20.0, 50.0, 150.0)
     engine: Engine = "auto"
-    batch_size: int = 256
+    pairs_per_forward: int = 256
     """Rows per forward when resuming from the site (feature × image pairs are stacked)."""
     device: str = "cpu"
     seed: int = 0
@@ -71,31 +78,15 @@ def load_images(backbone: Backbone, spec: str, n: int) -> torch.Tensor:
     return backbone.pixels([dataset.load(i) for i in range(n)])
 
 
-def feature_rows(scores: SteeringScores, words: list[str], threshold: float) -> list[dict]:
-    return [{"feature": int(j), "steerability": float(s), "power": float(p), "top_concept": words[int(t)],
-             "steerable": bool(s > threshold)}
+def feature_rows(scores: SteeringScores, words: list[str], threshold: float) -> list[FeatureRow]:
+    return [FeatureRow(feature=int(j), steerability=float(s), power=float(p), top_concept=words[int(t)],
+                       steerable=bool(s > threshold))
             for j, s, p, t in zip(scores.features, scores.steerability, scores.power, scores.top_concept, strict=True)]
 
 
-def summarise(rows: list[dict]) -> dict:
-    steerable = [r for r in rows if r["steerable"]]
-    concepts = Counter(r["top_concept"] for r in steerable)
-    return {"n_features": len(rows), "n_steerable": len(steerable),
-            "fraction_steerable": len(steerable) / len(rows) if rows else 0.0,
-            "distinct_concepts": len(concepts), "top_concepts": concepts.most_common(10)}
-
-
-def write_rows(rows: list[dict], stem: Path) -> None:
-    stem.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with stem.with_suffix(".csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def steerability(config: SteerabilityConfig) -> dict:
+def steerability(config: SteerabilityConfig) -> SteerabilitySummary:
     torch.manual_seed(config.seed)
-    backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
+    backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
     sae_dictionary = None
     if config.sae is not None:
         from clipsteer.sae.loading import load_any_sae
@@ -125,8 +116,9 @@ def steerability(config: SteerabilityConfig) -> dict:
     models = {"": backbone}
     if config.random_control:
         models["random_"] = random_vision_like(backbone, seed=config.seed)
-    summary: dict = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-                     "site": site, "vocabulary_size": len(words)}
+    bases: dict[str, BasisSummary] = {}
+    alpha_sweep: dict[str, dict[str, float]] = {}
+    curves: dict[str, StrengthCurve] = {}
     for prefix, model in models.items():
         for basis, dictionary in dictionaries(model).items():
             n = dictionary.n_features
@@ -134,32 +126,34 @@ def steerability(config: SteerabilityConfig) -> dict:
             features = (torch.linspace(0, n - 1, config.max_features).round().long().unique() if subsample
                         else torch.arange(n))
             print(f"[steerability] {prefix}{basis}: {len(features)} features at {site}")
-            run = SteeringRun(model, site, dictionary, pixels, text, spec, image_batch=config.batch_size)
+            run = SteeringRun(model, site, dictionary, pixels, text, spec, image_batch=config.pairs_per_forward)
             scores = run.scores(features, engine=config.engine)
             rows = feature_rows(scores, words, config.threshold)
-            write_rows(rows, out / f"features_{prefix}{basis}")
-            summary[f"{prefix}{basis}"] = summarise(rows)
-            print(f"[steerability] {prefix}{basis}: {summary[f'{prefix}{basis}']['fraction_steerable']:.3f} steerable, "
-                  f"{summary[f'{prefix}{basis}']['distinct_concepts']} distinct concepts")
+            name = prefix + basis
+            write_feature_rows(rows, out, name)
+            bases[name] = BasisSummary.of(rows)
+            print(f"[steerability] {name}: {bases[name].fraction_steerable:.3f} steerable, "
+                  f"{bases[name].distinct_concepts} distinct concepts")
             if config.alpha_sweep:
-                summary.setdefault("alpha_sweep", {})[f"{prefix}{basis}"] = {
+                alpha_sweep[name] = {
                     str(alpha): float(run.scores(features, engine=config.engine, alpha=alpha, progress=False)
                                       .steerable(config.threshold).float().mean())
                     for alpha in config.alpha_sweep}
-                print(f"[steerability] {prefix}{basis}: fraction steerable by α {summary['alpha_sweep'][f'{prefix}{basis}']}")
-            if prefix == "" and basis == "sae" and config.curve_features:
-                summary["strength_curves"] = strength_curves(run, config.curve_features, config.curve_alphas,
-                                                             config.engine)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                print(f"[steerability] {name}: fraction steerable by α {alpha_sweep[name]}")
+            if name == "sae" and config.curve_features:
+                curves = strength_curves(run, config.curve_features, config.curve_alphas, config.engine)
+    summary = SteerabilitySummary(site=site, vocabulary_size=len(words), bases=bases, alpha_sweep=alpha_sweep,
+                                  strength_curves=curves,
+                                  config=to_json(config))
+    summary.write(out)
     return summary
 
 
-def strength_curves(run: SteeringRun, features: tuple[int, ...], alphas: tuple[float, ...], engine: Engine) -> dict:
+def strength_curves(run: SteeringRun, features: tuple[int, ...], alphas: tuple[float, ...],
+                    engine: Engine) -> dict[str, StrengthCurve]:
     """S and P of chosen features at each α (the paper's curves used α ∈ {−20, −5, 0, 5, 10, 20, 50, 150})."""
-    curves = {j: {"alpha": list(alphas), "steerability": [], "power": []} for j in features}
-    for alpha in alphas:
-        scores = run.scores(list(features), engine=engine, alpha=alpha, progress=False)
-        for j, s, p in zip(features, scores.steerability, scores.power, strict=True):
-            curves[j]["steerability"].append(float(s))
-            curves[j]["power"].append(float(p))
-    return curves
+    per_alpha = [run.scores(list(features), engine=engine, alpha=alpha, progress=False) for alpha in alphas]
+    return {str(j): StrengthCurve(alpha=tuple(alphas),
+                                  steerability=tuple(float(scores.steerability[i]) for scores in per_alpha),
+                                  power=tuple(float(scores.power[i]) for scores in per_alpha))
+            for i, j in enumerate(features)}

@@ -19,7 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
+from clipsteer.models.backbone import Backbone, SiteFn
+from clipsteer.models.sites import TokenSelection, token_slice
 from clipsteer.steer.dictionary import LinearDictionary
 
 EditOp = Literal["clamp", "scale", "add", "ablate", "mean_ablate"]
@@ -56,14 +57,7 @@ def token_mask(tokens: TokenSelection | Tensor, batch: int, n_tokens: int, devic
     """Resolve a token selection to a boolean mask [B, T]."""
     if isinstance(tokens, str):
         mask = torch.zeros(n_tokens, dtype=torch.bool, device=device)
-        if tokens == "all":
-            mask[:] = True
-        elif tokens == "cls":
-            mask[0] = True
-        elif tokens == "patches":
-            mask[1:] = True
-        else:
-            raise ValueError(f"unknown token selection {tokens!r}; expected all, cls, patches or a mask")
+        mask[token_slice(tokens)] = True
         return mask.expand(batch, n_tokens)
     mask = tokens.to(device=device, dtype=torch.bool)
     n_patches = n_tokens - 1

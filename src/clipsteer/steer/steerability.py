@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from clipsteer.models.backbone import Backbone, TokenSelection
-from clipsteer.models.sites import Site
+from clipsteer.models.backbone import Backbone
+from clipsteer.models.sites import Site, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
 from clipsteer.steer.interventions import Edit, edit_fn, token_mask
 

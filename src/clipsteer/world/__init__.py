@@ -32,8 +32,9 @@ ships in `clipsteer/assets/toy_clip` (`SHIPPED_CHECKPOINT`) with its world versi
 """
 
 from clipsteer.world.config import WorldConfig
-from clipsteer.world.dataset import MASK_KINDS, WorldDataset, open_world_dataset, patch_masks
+from clipsteer.world.dataset import WorldDataset, open_world_dataset
 from clipsteer.world.generate import WorldBatch
+from clipsteer.world.masks import MASK_KINDS, patch_masks
 from clipsteer.world.paths import SHIPPED_CHECKPOINT
 
 __all__ = ["MASK_KINDS", "SHIPPED_CHECKPOINT", "WorldBatch", "WorldConfig", "WorldDataset", "open_world_dataset",

@@ -32,11 +32,11 @@ def _object_phrase(prefix: str, words: list[str]) -> str:
     return f"{prefix} {head}".strip()
 
 
-def size_word(scene: Scene, cfg: WorldConfig) -> str:
-    return SIZES[int(scene.radius >= (cfg.radius_min + cfg.radius_max) / 2)]
+def size_word(scene: Scene, world_config: WorldConfig) -> str:
+    return SIZES[int(scene.radius >= (world_config.radius_min + world_config.radius_max) / 2)]
 
 
-def caption(scene: Scene, cfg: WorldConfig) -> tuple[str, frozenset[str]]:
+def caption(scene: Scene, world_config: WorldConfig) -> tuple[str, frozenset[str]]:
     """(caption, mentioned factors); the draws use the scene's own key, independent of the image RNG."""
     rng = np.random.default_rng([*scene.seed_key, 104729])
     prefix = PREFIXES[int(rng.integers(len(PREFIXES)))]
@@ -44,24 +44,24 @@ def caption(scene: Scene, cfg: WorldConfig) -> tuple[str, frozenset[str]]:
     word = scene.word
     if scene.shape is None:
         assert word is not None, "a text-only scene must carry a word"
-        if rng.random() < cfg.p_text_only_as_object:
+        if rng.random() < world_config.p_text_only_as_object:
             return _object_phrase(prefix, [word]), frozenset({"word"})
         options = (f"the word {word}", f"a sign that says {word}", f"text that says {word} on the {family}")
         choice = int(rng.integers(len(options)))
         return options[choice], frozenset({"word", "background"} if choice == 2 else {"word"})
     mentions = {"shape"}
     words = [scene.shape]
-    if rng.random() < cfg.p_caption_colour:
+    if rng.random() < world_config.p_caption_colour:
         words.insert(0, scene.colour)  # type: ignore[arg-type]
         mentions.add("colour")
-    if rng.random() < cfg.p_caption_size:
-        words.insert(0, size_word(scene, cfg))
+    if rng.random() < world_config.p_caption_size:
+        words.insert(0, size_word(scene, world_config))
         mentions.add("size")
     text = _object_phrase(prefix, words)
-    if rng.random() < cfg.p_caption_background:
+    if rng.random() < world_config.p_caption_background:
         text += f" on the {family}"
         mentions.add("background")
-    if word is not None and (word != scene.shape or rng.random() < cfg.p_caption_matching_word):
+    if word is not None and (word != scene.shape or rng.random() < world_config.p_caption_matching_word):
         text += f" {WORD_PHRASES[int(rng.integers(len(WORD_PHRASES)))]} {word}"
         mentions.add("word")
     return text, frozenset(mentions)

@@ -17,25 +17,22 @@ from PIL import Image
 
 from clipsteer.world.config import WorldConfig
 from clipsteer.world.evalsets import DEFAULT_SIZES, SPLITS, TASKS, VARIANTS, scene_maker
+from clipsteer.world.factors import SHAPES
 from clipsteer.world.generate import WorldBatch, render_scenes
+from clipsteer.world.masks import patch_masks
 from clipsteer.world.render import render
 from clipsteer.world.version import WORLD_VERSION
-
-MASK_KINDS: tuple[str, ...] = ("object", "word", "note", "background")
-
-
-def patch_masks(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-patch bool masks [N, G, G] from layer counts [N, 4, G, G] (layers background/object/note/word):
-    object / word / note: the patch shows at least one pixel of it; background: the patch shows nothing else."""
-    assert counts.ndim == 4 and counts.shape[1] == 4, f"expected counts [N, 4, G, G], got {counts.shape}"
-    background, obj, note, word = (counts[:, k] for k in range(4))
-    return {"object": obj > 0, "word": word > 0, "note": note > 0,
-            "background": (obj == 0) & (note == 0) & (word == 0)}
 
 
 @dataclasses.dataclass(frozen=True)
 class WorldDataset:
-    """`n` items of one task/split/variant of the world; images render on demand, deterministically."""
+    """`n` items of one task/split/variant of the world; images render on demand, deterministically.
+
+    Implements `LabelledDataset` (class = the object's shape; −1 on text-only images) and
+    `FactorAnnotated` (ground-truth factors per image and per patch) from `clipsteer.data.protocol`.
+    """
+
+    class_names = SHAPES
 
     task: str = "pretraining"
     split: str = "train"
@@ -82,6 +79,21 @@ class WorldDataset:
 
     def masks(self, batch: WorldBatch) -> dict[str, np.ndarray]:
         return patch_masks(batch.patch_counts)
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """{"label": shape int [N]} plus every factor label of `WorldBatch.labels`."""
+        labels = self.arrays().labels
+        return {"label": np.asarray(labels["shape"]).astype(np.int64), **labels}
+
+    def image_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        from clipsteer.world.factor_labels import image_factors
+
+        return image_factors(self.arrays(start, stop))
+
+    def patch_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        from clipsteer.world.factor_labels import patch_factors
+
+        return patch_factors(self.arrays(start, stop))
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,6 +1,6 @@
 """The pretraining distribution: which categorical factors each training image gets.
 
-`pretraining_scene(seed, index, cfg)` is a pure function of (seed, index), so any image of the stream can
+`pretraining_scene(seed, index, world_config)` is a pure function of (seed, index), so any image of the stream can
 be regenerated on its own (random access, resumable training, reproducible shards).
 """
 
@@ -29,23 +29,23 @@ def pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def background_for(shape: str | None, rng: np.random.Generator, cfg: WorldConfig) -> str:
+def background_for(shape: str | None, rng: np.random.Generator, world_config: WorldConfig) -> str:
     """Waterbirds-like: a water (land) shape is on water (land) with probability background_strength."""
     p_water = 0.5
     if shape in WATER_SHAPES:
-        p_water = cfg.background_strength
+        p_water = world_config.background_strength
     elif shape in LAND_SHAPES:
-        p_water = 1.0 - cfg.background_strength
+        p_water = 1.0 - world_config.background_strength
     return pick(rng, WATER_TYPES if rng.random() < p_water else LAND_TYPES)
 
 
-def colour_for(shape: str, rng: np.random.Generator, cfg: WorldConfig) -> str:
+def colour_for(shape: str, rng: np.random.Generator, world_config: WorldConfig) -> str:
     """CelebA-like: red (yellow) shapes are red (yellow) with probability attribute_strength, else the other."""
     red, yellow = ATTRIBUTE_COLOURS
     if shape in RED_SHAPES:
-        return red if rng.random() < cfg.attribute_strength else yellow
+        return red if rng.random() < world_config.attribute_strength else yellow
     if shape in YELLOW_SHAPES:
-        return yellow if rng.random() < cfg.attribute_strength else red
+        return yellow if rng.random() < world_config.attribute_strength else red
     return pick(rng, COLOUR_NAMES)
 
 
@@ -53,18 +53,18 @@ def other_shape(shape: str, rng: np.random.Generator) -> str:
     return pick(rng, tuple(s for s in SHAPES if s != shape))
 
 
-def pretraining_scene(seed: int, index: int, cfg: WorldConfig) -> Scene:
+def pretraining_scene(seed: int, index: int, world_config: WorldConfig) -> Scene:
     key = (seed, index)
     rng = np.random.default_rng(key)
-    note = bool(rng.random() < cfg.p_note)
-    if rng.random() < cfg.p_text_only:
+    note = bool(rng.random() < world_config.p_note)
+    if rng.random() < world_config.p_text_only:
         word = pick(rng, SHAPES)
-        return draw_scene(rng, cfg, key=key, background=background_for(None, rng, cfg), shape=None, colour=None,
+        return draw_scene(rng, world_config, key=key, background=background_for(None, rng, world_config), shape=None, colour=None,
                           word=word, note=note)
     shape = pick(rng, SHAPES)
-    background = background_for(shape, rng, cfg)
-    colour = colour_for(shape, rng, cfg)
+    background = background_for(shape, rng, world_config)
+    colour = colour_for(shape, rng, world_config)
     word = None
-    if rng.random() < cfg.p_text:
-        word = shape if rng.random() < cfg.p_text_match else other_shape(shape, rng)
-    return draw_scene(rng, cfg, key=key, background=background, shape=shape, colour=colour, word=word, note=note)
+    if rng.random() < world_config.p_text:
+        word = shape if rng.random() < world_config.p_text_match else other_shape(shape, rng)
+    return draw_scene(rng, world_config, key=key, background=background, shape=shape, colour=colour, word=word, note=note)

@@ -72,7 +72,7 @@ def task_seed(task: str, split: str) -> int:
     return EVAL_SEED + 1000 * SPLITS.index(split) + TASKS.index(task)
 
 
-def _group_scene(task: str, seed: int, i: int, cfg: WorldConfig) -> Scene:
+def _group_scene(task: str, seed: int, i: int, world_config: WorldConfig) -> Scene:
     key = (seed, i)
     rng = np.random.default_rng(key)
     (label_shapes, _), group = GROUP_TASKS[task], i % 4
@@ -80,44 +80,44 @@ def _group_scene(task: str, seed: int, i: int, cfg: WorldConfig) -> Scene:
     shape = pick(rng, label_shapes[label])
     if task == "background":
         background = pick(rng, (WATER_TYPES, LAND_TYPES)[spurious])
-        colour = colour_for(shape, rng, cfg)
+        colour = colour_for(shape, rng, world_config)
     else:
         background = pick(rng, BACKGROUND_NAMES)
         colour = ATTRIBUTE_COLOURS[spurious]
-    return draw_scene(rng, cfg, key=key, background=background, shape=shape, colour=colour, word=None, note=False)
+    return draw_scene(rng, world_config, key=key, background=background, shape=shape, colour=colour, word=None, note=False)
 
 
-def _balanced_scene(seed: int, i: int, cfg: WorldConfig) -> Scene:
+def _balanced_scene(seed: int, i: int, world_config: WorldConfig) -> Scene:
     key = (seed, i)
     rng = np.random.default_rng(key)
-    return draw_scene(rng, cfg, key=key, background=pick(rng, BACKGROUND_NAMES), shape=SHAPES[i % len(SHAPES)],
+    return draw_scene(rng, world_config, key=key, background=pick(rng, BACKGROUND_NAMES), shape=SHAPES[i % len(SHAPES)],
                       colour=pick(rng, COLOUR_NAMES), word=None, note=False)
 
 
-def _typographic_scenes(seed: int, i: int, cfg: WorldConfig) -> dict[str, Scene]:
+def _typographic_scenes(seed: int, i: int, world_config: WorldConfig) -> dict[str, Scene]:
     key = (seed, i)
     rng = np.random.default_rng(key)
     shape = SHAPES[i % len(SHAPES)]
-    background, colour = background_for(shape, rng, cfg), colour_for(shape, rng, cfg)
-    attacked = draw_scene(rng, cfg, key=key, background=background, shape=shape, colour=colour,
+    background, colour = background_for(shape, rng, world_config), colour_for(shape, rng, world_config)
+    attacked = draw_scene(rng, world_config, key=key, background=background, shape=shape, colour=colour,
                           word=other_shape(shape, rng), note=True)
     return {"clean": attacked.without_text(), "attacked": attacked, "blank": attacked.blank()}
 
 
-def scene_maker(task: str, split: str, cfg: WorldConfig) -> Callable[[int], dict[str, Scene]]:
-    """item index → {variant: Scene}; a pure function of (task, split, cfg, index)."""
+def scene_maker(task: str, split: str, world_config: WorldConfig) -> Callable[[int], dict[str, Scene]]:
+    """item index → {variant: Scene}; a pure function of (task, split, world_config, index)."""
     seed = task_seed(task, split)
     if task == "pretraining":
-        return lambda i: {"images": pretraining_scene(seed, i, cfg)}
+        return lambda i: {"images": pretraining_scene(seed, i, world_config)}
     if task == "zero_shot":
-        clean = dataclasses.replace(cfg, p_text=0.0, p_text_only=0.0)
+        clean = dataclasses.replace(world_config, p_text=0.0, p_text_only=0.0)
         return lambda i: {"images": pretraining_scene(seed, i, clean)}
     if task == "zero_shot_balanced":
-        return lambda i: {"images": _balanced_scene(seed, i, cfg)}
+        return lambda i: {"images": _balanced_scene(seed, i, world_config)}
     if task in GROUP_TASKS:
-        return lambda i: {"images": _group_scene(task, seed, i, cfg)}
+        return lambda i: {"images": _group_scene(task, seed, i, world_config)}
     assert task == "typographic"
-    return lambda i: _typographic_scenes(seed, i, cfg)
+    return lambda i: _typographic_scenes(seed, i, world_config)
 
 
 def groups_of(task: str, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,19 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clipsteer.atomic import atomic_write_json
+from clipsteer.evaluate.groups import GroupReport, accuracy, group_report, typographic_report
+from clipsteer.evaluate.zero_shot import ZeroShotClassifier
 from clipsteer.models.backbone import Backbone
+from clipsteer.models.loading import resolve_checkpoint_dir
+from clipsteer.models.names import TOY_CLIP
 from clipsteer.world.dataset import WorldDataset
 from clipsteer.world.evalsets import GROUP_TASKS, group_names, groups_of
 from clipsteer.world.factors import SHAPES
-from clipsteer.world.metrics import accuracy, group_report, typographic_report
-from clipsteer.world.paths import SHIPPED_CHECKPOINT
 from clipsteer.world.toy_clip import read_world_info, world_config_of
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
-    checkpoint: Path = SHIPPED_CHECKPOINT
-    """A toy-CLIP folder (with world.json); defaults to the checkpoint shipped with the package."""
+class WorldEvalConfig:
+    checkpoint: str = TOY_CLIP
+    """A toy-CLIP folder (with world.json); default: the checkpoint shipped with the package."""
     split: str = "test"
     json: bool = False
     """Print one JSON object instead of a readable summary."""
@@ -36,33 +39,32 @@ class EvaluateConfig:
     n_typographic: int = 1000
     """Image triples (clean, attacked, blank)."""
     templates: tuple[str, ...] = ("a photo of a {}",)
-    batch_size: int = 500
+    images_per_batch: int = 500
     threads: int = 2
     out: Path | None = None
     """Also write the JSON here."""
 
 
-class ZeroShot:
-    """Encodes world images in batches and classifies them against a class-name head."""
+class ShapeClassifier:
+    """The world's 8-way shape classifier, run over whole world datasets in batches."""
 
-    def __init__(self, backbone: Backbone, templates: tuple[str, ...], batch_size: int) -> None:
-        self.backbone, self.batch_size = backbone, batch_size
-        self.head = backbone.zero_shot_head(list(SHAPES), templates)  # [8, D]
+    def __init__(self, backbone: Backbone, templates: tuple[str, ...], images_per_batch: int) -> None:
+        self.classifier = ZeroShotClassifier(backbone, SHAPES, templates)
+        self.images_per_batch = images_per_batch
 
-    @torch.no_grad()
     def logits(self, ds: WorldDataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(logits float [N, 8] over SHAPES, labels) for a whole dataset."""
         out, labels = [], []
-        for start in range(0, len(ds), self.batch_size):
-            batch = ds.arrays(start, min(len(ds), start + self.batch_size))
-            emb = self.backbone.encode_image(self.backbone.pixels(batch.images))
-            out.append(self.backbone.zero_shot_logits(emb, self.head).float().numpy())
+        backbone = self.classifier.backbone
+        for start in range(0, len(ds), self.images_per_batch):
+            batch = ds.arrays(start, min(len(ds), start + self.images_per_batch))
+            out.append(self.classifier.logits(backbone.pixels(batch.images), self.images_per_batch).numpy())
             labels.append(batch.labels)
         merged = {k: np.concatenate([lab[k] for lab in labels]) for k in labels[0]}
         return np.concatenate(out), merged
 
 
-def _group_task(zs: ZeroShot, task: str, ds: WorldDataset) -> dict:
+def _group_task(zs: ShapeClassifier, task: str, ds: WorldDataset) -> GroupReport:
     logits, labels = zs.logits(ds)
     label_shapes = GROUP_TASKS[task][0]
     candidates = [SHAPES.index(s) for s in label_shapes[0] + label_shapes[1]]
@@ -72,38 +74,38 @@ def _group_task(zs: ZeroShot, task: str, ds: WorldDataset) -> dict:
     return group_report(pred_label == label, group, group_names(task))
 
 
-def evaluate_checkpoint(cfg: EvaluateConfig) -> dict:
-    torch.set_num_threads(cfg.threads)
-    folder = Path(cfg.checkpoint)
+def evaluate_checkpoint(config: WorldEvalConfig) -> dict:
+    torch.set_num_threads(config.threads)
+    folder = resolve_checkpoint_dir(config.checkpoint)
     world = world_config_of(folder)
     info = read_world_info(folder)
-    backbone = Backbone.from_pretrained(folder)
-    zs = ZeroShot(backbone, cfg.templates, cfg.batch_size)
+    backbone = Backbone.from_pretrained(config.checkpoint)
+    zs = ShapeClassifier(backbone, config.templates, config.images_per_batch)
 
     def ds(task: str, n: int, variant: str = "images") -> WorldDataset:
-        return WorldDataset(task=task, split=cfg.split, variant=variant, n=n, world=world)
+        return WorldDataset(task=task, split=config.split, variant=variant, n=n, world=world)
 
-    logits, labels = zs.logits(ds("zero_shot", cfg.n_zero_shot))
+    logits, labels = zs.logits(ds("zero_shot", config.n_zero_shot))
     pred = logits.argmax(1)
     per_class = {s: accuracy(pred[labels["shape"] == k], labels["shape"][labels["shape"] == k])
                  for k, s in enumerate(SHAPES) if (labels["shape"] == k).any()}
-    logits_bal, labels_bal = zs.logits(ds("zero_shot_balanced", cfg.n_zero_shot))
-    typo = {v: zs.logits(ds("typographic", cfg.n_typographic, v)) for v in ("clean", "attacked", "blank")}
+    logits_bal, labels_bal = zs.logits(ds("zero_shot_balanced", config.n_zero_shot))
+    typo = {v: zs.logits(ds("typographic", config.n_typographic, v)) for v in ("clean", "attacked", "blank")}
     attacked_labels = typo["attacked"][1]
     return {
-        "checkpoint": str(folder),
-        "split": cfg.split,
+        "checkpoint": config.checkpoint,
+        "split": config.split,
         "world_version": info.get("world_version"),
         "trained_steps": info.get("trained_steps"),
         "zero_shot_accuracy": accuracy(pred, labels["shape"]),
         "zero_shot_per_class": per_class,
         "zero_shot_balanced_accuracy": accuracy(logits_bal.argmax(1), labels_bal["shape"]),
-        "background_task": _group_task(zs, "background", ds("background", cfg.n_group)),
-        "attribute_task": _group_task(zs, "attribute", ds("attribute", cfg.n_group)),
+        "background_task": _group_task(zs, "background", ds("background", config.n_group)).to_json(),
+        "attribute_task": _group_task(zs, "attribute", ds("attribute", config.n_group)).to_json(),
         "typographic": typographic_report(
-            typo["clean"][0].argmax(1), typo["attacked"][0].argmax(1), typo["blank"][0].argmax(1),
-            target=attacked_labels["shape"], written=attacked_labels["word"]),
-        "sizes": {"zero_shot": cfg.n_zero_shot, "group_tasks": cfg.n_group, "typographic": cfg.n_typographic},
+            typo["clean"][0].argmax(1), typo["attacked"][0].argmax(1), target=attacked_labels["shape"],
+            written=attacked_labels["word"], blank_pred=typo["blank"][0].argmax(1)).to_json(),
+        "sizes": {"zero_shot": config.n_zero_shot, "group_tasks": config.n_group, "typographic": config.n_typographic},
     }
 
 
@@ -118,11 +120,10 @@ def _summary(r: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_world(cfg: EvaluateConfig) -> dict:
-    result = evaluate_checkpoint(cfg)
+def evaluate_world(config: WorldEvalConfig) -> dict:
+    result = evaluate_checkpoint(config)
     text = json.dumps(result, indent=2)
-    if cfg.out is not None:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(text + "\n")
-    print(text if cfg.json else _summary(result))
+    if config.out is not None:
+        atomic_write_json(config.out, result)
+    print(text if config.json else _summary(result))
     return result

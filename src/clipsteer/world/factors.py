@@ -42,12 +42,6 @@ assert set(WATER_SHAPES + LAND_SHAPES + RED_SHAPES + YELLOW_SHAPES) <= set(SHAPE
 assert set(ATTRIBUTE_COLOURS) <= set(COLOURS)
 
 
-def shape_index(name: str) -> int:
-    try:
-        return SHAPES.index(name)
-    except ValueError:
-        raise ValueError(f"unknown shape {name!r}; the world's shapes are {SHAPES}") from None
-
 
 def family_of(background: str) -> str:
     return BACKGROUNDS[background]

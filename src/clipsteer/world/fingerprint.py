@@ -18,10 +18,10 @@ FINGERPRINT_SEED = 424242
 FINGERPRINT_IMAGES = 96
 
 
-def world_fingerprint(cfg: WorldConfig) -> str:
-    batch = render_indices(lambda i: pretraining_scene(FINGERPRINT_SEED, i, cfg), range(FINGERPRINT_IMAGES), cfg)
+def world_fingerprint(world_config: WorldConfig) -> str:
+    batch = render_indices(lambda i: pretraining_scene(FINGERPRINT_SEED, i, world_config), range(FINGERPRINT_IMAGES), world_config)
     digest = hashlib.sha256(WORLD_VERSION.encode())
-    digest.update(repr(sorted(dataclasses.asdict(cfg).items())).encode())
+    digest.update(repr(sorted(dataclasses.asdict(world_config).items())).encode())
     digest.update(batch.images.tobytes())
     digest.update(batch.patch_counts.tobytes())
     digest.update("\n".join(batch.captions).encode())

@@ -36,7 +36,7 @@ class WorldBatch:
         return len(self.images)
 
 
-def scene_labels(scene: Scene, cfg: WorldConfig) -> dict[str, float]:
+def scene_labels(scene: Scene, world_config: WorldConfig) -> dict[str, float]:
     word = scene.word
     has_shape = scene.shape is not None
     return {
@@ -44,7 +44,7 @@ def scene_labels(scene: Scene, cfg: WorldConfig) -> dict[str, float]:
         "colour": COLOUR_NAMES.index(scene.colour) if has_shape else -1,  # type: ignore[arg-type]
         "background": BACKGROUND_NAMES.index(scene.background),
         "family": FAMILIES.index(family_of(scene.background)),
-        "size": SIZES.index(size_word(scene, cfg)) if has_shape else -1,
+        "size": SIZES.index(size_word(scene, world_config)) if has_shape else -1,
         "word": SHAPES.index(word) if word is not None else -1,
         "note": int(scene.text is not None and scene.text.note),
         "word_matches": int(word is not None and word == scene.shape),
@@ -53,23 +53,23 @@ def scene_labels(scene: Scene, cfg: WorldConfig) -> dict[str, float]:
     }
 
 
-def render_scenes(scenes: Sequence[Scene], cfg: WorldConfig) -> WorldBatch:
-    n, s = len(scenes), cfg.image_size
+def render_scenes(scenes: Sequence[Scene], world_config: WorldConfig) -> WorldBatch:
+    n, s = len(scenes), world_config.image_size
     images = np.empty((n, s, s, 3), dtype=np.uint8)
     layers = np.empty((n, s, s), dtype=np.uint8)
     captions, mentions = [], []
     rows = []
     for i, scene in enumerate(scenes):
-        images[i], layers[i] = render(scene, cfg)
-        text, mentioned = caption(scene, cfg)
+        images[i], layers[i] = render(scene, world_config)
+        text, mentioned = caption(scene, world_config)
         captions.append(text)
         mentions.append(mentioned)
-        rows.append(scene_labels(scene, cfg))
+        rows.append(scene_labels(scene, world_config))
     labels = {k: np.array([r[k] for r in rows], dtype=np.int16).reshape(n) for k in INT_LABELS}
     labels |= {k: np.array([r[k] for r in rows], dtype=np.float32).reshape(n) for k in FLOAT_LABELS}
-    counts = patch_counts(layers, cfg.patch_size) if n else np.zeros((0, len(LAYERS), cfg.grid, cfg.grid), np.uint8)
+    counts = patch_counts(layers, world_config.patch_size) if n else np.zeros((0, len(LAYERS), world_config.grid, world_config.grid), np.uint8)
     return WorldBatch(images=images, captions=captions, mentions=mentions, labels=labels, patch_counts=counts)
 
 
-def render_indices(make_scene: Callable[[int], Scene], indices: Iterable[int], cfg: WorldConfig) -> WorldBatch:
-    return render_scenes([make_scene(i) for i in indices], cfg)
+def render_indices(make_scene: Callable[[int], Scene], indices: Iterable[int], world_config: WorldConfig) -> WorldBatch:
+    return render_scenes([make_scene(i) for i in indices], world_config)

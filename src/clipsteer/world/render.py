@@ -18,10 +18,10 @@ LAYERS: tuple[str, ...] = ("background", "object", "note", "word")
 BACKGROUND, OBJECT, NOTE, WORD = range(4)
 
 
-def render(scene: Scene, cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
+def render(scene: Scene, world_config: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 [S, S, 3], layers uint8 [S, S]). The texture comes from the scene's own seed key,
     so a scene and its variants (clean / blank note / other word) share every background pixel."""
-    size = cfg.image_size
+    size = world_config.image_size
     texture_rng = np.random.default_rng([*scene.seed_key, 7919])
     img = render_background(scene.background, size, texture_rng)
     layers = np.zeros((size, size), dtype=np.uint8)
@@ -32,12 +32,12 @@ def render(scene: Scene, cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
     if scene.text is not None:
         text = scene.text
         if text.note:
-            x0, y0, x1, y1 = (int(np.clip(v, 0, size)) for v in text.note_box(cfg.max_text_width))
+            x0, y0, x1, y1 = (int(np.clip(v, 0, size)) for v in text.note_box(world_config.max_text_width))
             img[y0:y1, x0:x1] = text.note_colour
             layers[y0:y1, x0:x1] = NOTE
         if text.ink:
-            ink = render_word(text.word, text.height, cfg.max_text_width)
-            x0, y0, x1, y1 = text.box(cfg.max_text_width)
+            ink = render_word(text.word, text.height, world_config.max_text_width)
+            x0, y0, x1, y1 = text.box(world_config.max_text_width)
             assert 0 <= x0 and 0 <= y0 and x1 <= size and y1 <= size, f"word box {x0, y0, x1, y1} off the image"
             img[y0:y1, x0:x1][ink] = text.ink_colour
             layers[y0:y1, x0:x1][ink] = WORD

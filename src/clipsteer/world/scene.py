@@ -88,16 +88,16 @@ def _pick(rng: np.random.Generator, options: tuple) -> object:
     return options[int(rng.integers(len(options)))]
 
 
-def draw_scene(rng: np.random.Generator, cfg: WorldConfig, *, key: tuple[int, ...], background: str,
+def draw_scene(rng: np.random.Generator, world_config: WorldConfig, *, key: tuple[int, ...], background: str,
                shape: str | None, colour: str | None, word: str | None, note: bool) -> Scene:
     """Draw the continuous factors for the given categorical ones."""
-    size = cfg.image_size
+    size = world_config.image_size
     text = None
     band: tuple[float, float] = (0.0, float(size))  # rows the object centre may use
-    radius = float(rng.uniform(cfg.radius_min, cfg.radius_max))
+    radius = float(rng.uniform(world_config.radius_min, world_config.radius_max))
     if word is not None:
-        height = int(rng.integers(cfg.font_height_min, cfg.font_height_max + 1))
-        h, w = text_size(word, height, cfg.max_text_width)
+        height = int(rng.integers(world_config.font_height_min, world_config.font_height_max + 1))
+        h, w = text_size(word, height, world_config.max_text_width)
         pad = NOTE_PAD + 1
         x = int(rng.integers(pad, size - w - pad + 1))
         top = bool(rng.random() < 0.5)
@@ -122,9 +122,9 @@ def draw_scene(rng: np.random.Generator, cfg: WorldConfig, *, key: tuple[int, ..
         if hi < lo:
             lo = hi = (lo + hi) / 2
         cy = float(rng.uniform(lo, hi))
-        rotation = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
+        rotation = float(rng.uniform(-world_config.max_rotation, world_config.max_rotation))
         base = np.array(COLOURS[colour])
-        jitter = rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1, 3)
+        jitter = rng.integers(-world_config.colour_jitter, world_config.colour_jitter + 1, 3)
         rgb = tuple(int(c) for c in np.clip(base + jitter, 0, 255))
     else:
         radius = 0.0

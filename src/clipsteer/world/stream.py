@@ -18,16 +18,16 @@ from clipsteer.world.toy_clip import tokenize, world_tokenizer
 class PretrainingBatches(IterableDataset):
     """Yields (images uint8 [B, S, S, 3], input_ids int64 [B, L]) for steps start..stop-1."""
 
-    def __init__(self, cfg: WorldConfig, seed: int, batch_size: int, start: int, stop: int) -> None:
+    def __init__(self, world_config: WorldConfig, seed: int, batch_size: int, start: int, stop: int) -> None:
         super().__init__()
         assert 0 <= start <= stop and batch_size > 0
-        self.cfg, self.seed, self.batch_size, self.start, self.stop = cfg, seed, batch_size, start, stop
+        self.world_config, self.seed, self.batch_size, self.start, self.stop = world_config, seed, batch_size, start, stop
 
     def batch(self, step: int, tokenizer=None) -> tuple[torch.Tensor, torch.Tensor]:
         tokenizer = tokenizer or world_tokenizer()
         lo = step * self.batch_size
-        b = render_indices(lambda i: pretraining_scene(self.seed, i, self.cfg), range(lo, lo + self.batch_size),
-                           self.cfg)
+        b = render_indices(lambda i: pretraining_scene(self.seed, i, self.world_config), range(lo, lo + self.batch_size),
+                           self.world_config)
         return torch.from_numpy(b.images), tokenize(tokenizer, b.captions)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -39,9 +39,9 @@ class PretrainingBatches(IterableDataset):
             yield self.batch(step, tokenizer)
 
 
-def batch_loader(cfg: WorldConfig, seed: int, batch_size: int, start: int, stop: int, workers: int) -> DataLoader:
+def batch_loader(world_config: WorldConfig, seed: int, batch_size: int, start: int, stop: int, workers: int) -> DataLoader:
     """Batches in step order (DataLoader interleaves its workers round-robin, matching the split above)."""
-    data = PretrainingBatches(cfg, seed, batch_size, start, stop)
+    data = PretrainingBatches(world_config, seed, batch_size, start, stop)
     if workers == 0:
         return DataLoader(data, batch_size=None, num_workers=0)
     return DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4, persistent_workers=False)

@@ -23,7 +23,6 @@ from clipsteer.models.preprocess import Preprocess
 from clipsteer.models.word_tokenizer import BOS_ID, EOS_ID, PAD_ID, build_word_tokenizer
 from clipsteer.world.captions import CONTEXT_LENGTH, VOCABULARY
 from clipsteer.world.config import WorldConfig
-from clipsteer.world.paths import SHIPPED_CHECKPOINT  # noqa: F401  (re-exported)
 
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.25, 0.25, 0.25)
@@ -77,7 +76,7 @@ def tokenize(tokenizer: PreTrainedTokenizerFast, captions: list[str]) -> torch.T
     return ids
 
 
-def save_checkpoint(folder: Path, model: CLIPModel, world: WorldConfig, info: dict[str, Any]) -> None:
+def export_toy_clip(folder: Path, model: CLIPModel, world: WorldConfig, info: dict[str, Any]) -> None:
     """Write the HF folder plus world.json (`info` holds version, training config, fingerprint, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)

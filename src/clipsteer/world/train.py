@@ -30,8 +30,8 @@ from clipsteer.world.generate import render_indices
 from clipsteer.world.stream import batch_loader
 from clipsteer.world.toy_clip import (
     ToyClipArch,
+    export_toy_clip,
     preprocess_for,
-    save_checkpoint,
     tokenize,
     toy_clip_config,
     world_tokenizer,
@@ -77,19 +77,19 @@ class TrainClipConfig:
             raise ValueError("need steps > 0, batch_size >= 2, lr > 0, warmup >= 0")
 
 
-def progress_at(step: int, elapsed_s: float, cfg: TrainClipConfig) -> float:
+def progress_at(step: int, elapsed_s: float, config: TrainClipConfig) -> float:
     """Fraction of the schedule done, in [0, 1] (by steps, or by wall time under a time budget)."""
-    by_steps = step / cfg.steps
-    return min(1.0, max(by_steps, elapsed_s / cfg.time_budget_s) if cfg.time_budget_s > 0 else by_steps)
+    by_steps = step / config.steps
+    return min(1.0, max(by_steps, elapsed_s / config.time_budget_s) if config.time_budget_s > 0 else by_steps)
 
 
-def lr_at(step: int, progress: float, cfg: TrainClipConfig) -> float:
+def lr_at(step: int, progress: float, config: TrainClipConfig) -> float:
     """Linear warm-up over `warmup` steps, then cosine from lr to 0 over the rest of the schedule."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    warm = cfg.warmup / cfg.steps
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    warm = config.warmup / config.steps
     after = (progress - warm) / max(1e-9, 1.0 - warm)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, after))))
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, after))))
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, input_ids: torch.Tensor,
@@ -115,11 +115,11 @@ def param_groups(model: CLIPModel, weight_decay: float) -> list[dict]:
 class Probe:
     """Zero-shot 'a photo of a {shape}' accuracy on clean object images and on text-only images."""
 
-    def __init__(self, cfg: TrainClipConfig) -> None:
-        clean = dataclasses.replace(cfg.world, p_text=0.0, p_text_only=0.0)
-        words = dataclasses.replace(cfg.world, p_text_only=1.0)
-        n = cfg.probe_images
-        self.preprocess = preprocess_for(cfg.world)
+    def __init__(self, config: TrainClipConfig) -> None:
+        clean = dataclasses.replace(config.world, p_text=0.0, p_text_only=0.0)
+        words = dataclasses.replace(config.world, p_text_only=1.0)
+        n = config.probe_images
+        self.preprocess = preprocess_for(config.world)
         a = render_indices(lambda i: pretraining_scene(PROBE_SEED, i, clean), range(n), clean)
         b = render_indices(lambda i: pretraining_scene(PROBE_SEED + 1, i, words), range(n), words)
         self.sets = {"clean": (a.images, a.labels["shape"]), "read": (b.images, b.labels["word"])}
@@ -144,8 +144,8 @@ _NOT_IN_KEY = ("out", "threads", "workers", "checkpoint_every", "probe_every", "
                "resume", "stop_after", "time_budget_s")
 
 
-def _config_key(cfg: TrainClipConfig) -> str:
-    d = dataclasses.asdict(cfg)
+def _config_key(config: TrainClipConfig) -> str:
+    d = dataclasses.asdict(config)
     for k in _NOT_IN_KEY:
         d.pop(k)
     return json.dumps(d, sort_keys=True, default=str)
@@ -154,22 +154,22 @@ def _config_key(cfg: TrainClipConfig) -> str:
 class Run:
     """One invocation of train-clip: model + optimiser + step/time bookkeeping, state file, log."""
 
-    def __init__(self, cfg: TrainClipConfig) -> None:
-        self.cfg = cfg
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        self.state_path = cfg.out / STATE_FILE
-        self.log_file = (cfg.out / "train.log").open("a")
-        torch.manual_seed(cfg.seed)
-        self.model = CLIPModel(toy_clip_config(cfg.world, cfg.arch))
-        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
+    def __init__(self, config: TrainClipConfig) -> None:
+        self.config = config
+        config.out.mkdir(parents=True, exist_ok=True)
+        self.state_path = config.out / STATE_FILE
+        self.log_file = (config.out / "train.log").open("a")
+        torch.manual_seed(config.seed)
+        self.model = CLIPModel(toy_clip_config(config.world, config.arch))
+        self.opt = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98),
                                      eps=1e-6)
         self.start, self.before_s, self.t0 = 0, 0.0, time.time()
-        if cfg.resume and self.state_path.is_file():
+        if config.resume and self.state_path.is_file():
             self._restore()
 
     def _restore(self) -> None:
         state = torch.load(self.state_path, weights_only=True)  # tensors, numbers and strings only: no unpickling
-        if state["config"] != _config_key(self.cfg):
+        if state["config"] != _config_key(self.config):
             raise ValueError(f"{self.state_path} was written by a different training config; use another --out "
                              f"or --no-resume to start over")
         self.model.load_state_dict(state["model"])
@@ -186,7 +186,7 @@ class Run:
     def save(self, step: int) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": step,
-                    "elapsed_s": self.elapsed(), "config": _config_key(self.cfg)}, tmp)
+                    "elapsed_s": self.elapsed(), "config": _config_key(self.config)}, tmp)
         tmp.replace(self.state_path)
 
     def step(self, images: torch.Tensor, input_ids: torch.Tensor, lr: float, preprocess) -> float:
@@ -194,66 +194,66 @@ class Run:
         for group in self.opt.param_groups:
             group["lr"] = lr
         pixels = preprocess(images)  # float32 [B, 3, S, S]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
             out = self.model(input_ids=input_ids, pixel_values=pixels)
         loss = contrastive_loss(out.image_embeds, out.text_embeds, input_ids, self.model.logit_scale)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} (lr {lr})")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.opt.step()
         with torch.no_grad():
             self.model.logit_scale.clamp_(max=math.log(100.0))
         return loss.item()
 
     def export(self, steps_done: int, last_loss: float | None) -> Path:
-        final = self.cfg.out / "final"
-        info = {"world_version": WORLD_VERSION, "fingerprint": world_fingerprint(self.cfg.world),
-                "training": json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str)),
-                "trained_steps": steps_done, "images_seen": steps_done * self.cfg.batch_size,
+        final = self.config.out / "final"
+        info = {"world_version": WORLD_VERSION, "fingerprint": world_fingerprint(self.config.world),
+                "training": json.loads(json.dumps(dataclasses.asdict(self.config), default=str)),
+                "trained_steps": steps_done, "images_seen": steps_done * self.config.batch_size,
                 "final_loss": last_loss, "train_seconds": round(self.elapsed(), 1)}
-        save_checkpoint(final, self.model.eval(), self.cfg.world, info)
+        export_toy_clip(final, self.model.eval(), self.config.world, info)
         self.log({"exported": str(final)})
         return final
 
 
-def train_clip(cfg: TrainClipConfig) -> Path:
-    """Train (or resume) and export the HF checkpoint to cfg.out/final; returns that folder
+def train_clip(config: TrainClipConfig) -> Path:
+    """Train (or resume) and export the HF checkpoint to config.out/final; returns that folder
     (or the run folder when `stop_after` ended the invocation early; nothing is exported then)."""
-    torch.set_num_threads(cfg.threads)
-    run = Run(cfg)
+    torch.set_num_threads(config.threads)
+    run = Run(config)
     run.model.train()
-    preprocess = preprocess_for(cfg.world)
-    probe = Probe(cfg) if cfg.probe_every else None
-    loader = batch_loader(cfg.world, cfg.seed, cfg.batch_size, run.start, cfg.steps, cfg.workers)
+    preprocess = preprocess_for(config.world)
+    probe = Probe(config) if config.probe_every else None
+    loader = batch_loader(config.world, config.seed, config.batch_size, run.start, config.steps, config.workers)
     seen, window, last_loss, probed_at = 0, [], None, -1
     done = run.start
-    bar = tqdm(loader, total=cfg.steps, initial=run.start, desc="train-clip", unit="step", dynamic_ncols=True)
+    bar = tqdm(loader, total=config.steps, initial=run.start, desc="train-clip", unit="step", dynamic_ncols=True)
     for step, (images, input_ids) in enumerate(bar, start=run.start):
-        progress = progress_at(step, run.elapsed(), cfg)
+        progress = progress_at(step, run.elapsed(), config)
         if progress >= 1.0:  # the time budget is spent
             break
-        lr = lr_at(step, progress, cfg)
+        lr = lr_at(step, progress, config)
         last_loss = run.step(images, input_ids, lr, preprocess)
         done, seen = step + 1, seen + len(images)
         window.append(last_loss)
         rate = seen / (time.time() - run.t0)
         bar.set_postfix(loss=f"{np.mean(window):.3f}", img_s=f"{rate:.0f}")
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % config.log_every == 0 or done == config.steps:
             run.log({"step": done, "loss": round(float(np.mean(window)), 4), "lr": lr, "progress": round(progress, 4),
                      "img_s": round(rate, 1), "scale": round(run.model.logit_scale.exp().item(), 2),
                      "elapsed_s": round(run.elapsed(), 1)})
             window.clear()
-        if probe is not None and (done % cfg.probe_every == 0 or done == cfg.steps):
+        if probe is not None and (done % config.probe_every == 0 or done == config.steps):
             run.log({"step": done, "probe": probe(run.model)})
             probed_at = done
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done % config.checkpoint_every == 0 or done == config.steps:
             run.save(done)
-        if cfg.stop_after and done - run.start >= cfg.stop_after and done < cfg.steps:
+        if config.stop_after and done - run.start >= config.stop_after and done < config.steps:
             run.save(done)
             run.log({"stopped_at": done})
-            return cfg.out
+            return config.out
     bar.close()
     run.save(done)
     if probe is not None and probed_at != done:
