@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from clipsteer.activations.format import (
+    NonFinite,
     StoreDtype,
     StoreError,
     StoreSpec,
@@ -29,6 +30,7 @@ from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
 from clipsteer.models.backbone import Backbone
+from clipsteer.run_folder import folder_lock
 from clipsteer.world.paths import SHIPPED_CHECKPOINT
 
 DEFAULT_MODEL = str(SHIPPED_CHECKPOINT)
@@ -57,6 +59,8 @@ class HarvestConfig:
     """Harvest only the first N images of the dataset."""
     workers: int = 2
     """Background threads decoding and preprocessing images (0: decode in the main thread)."""
+    nonfinite: NonFinite = "refuse"
+    """A NaN/inf activation: refuse (stop, naming the images) or record (store it, list the images in metadata.json)."""
 
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:
@@ -65,7 +69,8 @@ def harvest(config: HarvestConfig) -> dict[str, Path]:
     backbone = Backbone.from_pretrained(config.model, device=config.device)
     return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
                            batch_size=config.batch_size, shard_rows=config.shard_rows, dtype=config.dtype,
-                           max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset)
+                           max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset,
+                           nonfinite=config.nonfinite)
 
 
 def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: Tokens, batch_size: int,
@@ -82,8 +87,14 @@ def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: 
 def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[str], out: str | Path, *,
                     tokens: Tokens = "all", batch_size: int = 64, shard_rows: int = 65536,
                     dtype: StoreDtype = "float16", max_images: int | None = None, workers: int = 2,
-                    dataset_spec: str | None = None, progress: bool = True) -> dict[str, Path]:
-    """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}."""
+                    dataset_spec: str | None = None, progress: bool = True,
+                    nonfinite: NonFinite = "refuse") -> dict[str, Path]:
+    """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}.
+
+    OUT is locked while the harvest writes (a second harvest into it is refused). `nonfinite`: what a
+    NaN/inf activation does: "refuse" stops the harvest naming the images; "record" stores the rows and
+    lists the images in metadata.json (training on such a store stops, naming the store and shard).
+    """
     if batch_size <= 0 or shard_rows <= 0:
         raise ValueError(f"batch_size and shard_rows must be positive, got {batch_size} and {shard_rows}")
     if max_images is not None and max_images <= 0:
@@ -93,10 +104,19 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
         raise ValueError(f"sites must be a non-empty list of distinct sites, got {list(sites)}")
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     out = Path(out).expanduser()
+    with folder_lock(out, "harvest"):
+        return _harvest_locked(backbone, dataset, names, out, n, tokens=tokens, batch_size=batch_size,
+                               shard_rows=shard_rows, dtype=dtype, workers=workers, nonfinite=nonfinite,
+                               dataset_spec=dataset_spec, progress=progress)
+
+
+def _harvest_locked(backbone: Backbone, dataset: ImageDataset, names: list[str], out: Path, n: int, *,
+                    tokens: Tokens, batch_size: int, shard_rows: int, dtype: StoreDtype, workers: int,
+                    nonfinite: NonFinite, dataset_spec: str | None, progress: bool) -> dict[str, Path]:
     spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, batch_size=batch_size, shard_rows=shard_rows,
                                 dtype=dtype, n_images=n, dataset_spec=dataset_spec or repr(dataset))
                for site in names}
-    writers = {site: StoreWriter.open(out / site, spec) for site, spec in spec_of.items()}
+    writers = {site: StoreWriter.open(out / site, spec, nonfinite) for site, spec in spec_of.items()}
     todo = {site: w for site, w in writers.items() if not w.complete}
     if not todo:
         print(f"harvest: all {len(writers)} stores under {out} are already complete; nothing to do")

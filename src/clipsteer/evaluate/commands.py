@@ -8,17 +8,19 @@ decoded batch by batch (memory stays bounded; patch-level factor recovery keeps 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from clipsteer.atomic import atomic_write_json
+from clipsteer.errors import check_positive
 from clipsteer.evaluate.downstream import downstream_fidelity
 from clipsteer.evaluate.factors import factor_recovery
 from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histogram
 from clipsteer.models.backbone import Backbone
+from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.world.paths import shipped_toy_clip
@@ -137,6 +139,29 @@ def plot_density(hist: dict, path: Path) -> None:
 
 
 def evaluate_sae(config: EvalConfig) -> dict:
+    """Run the evaluation into `out` under the run-folder protocol: the folder is locked and created
+    before any work (an unwritable one fails at once), and eval.json is written last, atomically."""
+    check_positive(config, ("n_images", "n_patch_images", "batch_size"))
+    out = Path(config.out or config.sae)
+    run_config = {k: str(v) for k, v in asdict(config).items()}
+    with folder_lock(out, "eval"):
+        run = RunFolder(out, "eval", run_config, "eval.json")
+        run.begin()
+        result, d_sae = _evaluate(config, run_config)
+        plot_density(result["density_histogram"], out / "feature_density.png")
+        run.wrote(out / "feature_density.png")
+        atomic_write_json(run.result_path, result)
+        run.finish()
+    r, d, f = result["reconstruction"], result["downstream"], result["factor_recovery"]
+    print(f"[eval] {result['site']}: EV {r['explained_variance']:.3f}, L0 patches {r['l0_patches']:.1f} "
+          f"({100 * r['l0_patches_fraction']:.2f}% of {d_sae}), L0 CLS {r['l0_cls']:.1f}, dead "
+          f"{100 * r['dead_fraction']:.1f}%, CE recovered {d['ce_recovered_pct']:.1f}%, "
+          f"factor AUROC (image, shape/colour/background) {f['image_mean_auroc_shape_colour_background']:.3f}")
+    return result
+
+
+def _evaluate(config: EvalConfig, run_config: dict) -> tuple[dict, int]:
+    """(the eval.json contents, the SAE's d_sae)."""
     backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
     sae = load_any_sae(config.sae, device=config.device).eval()
     site = backbone.site(config.site or sae.config.site or "").name
@@ -144,17 +169,8 @@ def evaluate_sae(config: EvalConfig) -> dict:
         raise ValueError(f"SAE {config.sae} reads d_in = {sae.d_in}, but {backbone.name} has d_model = "
                          f"{backbone.d_model} at {site}")
     with torch.no_grad():
-        result = {"sae": str(config.sae), "site": site, "config": {k: str(v) for k, v in asdict(config).items()}}
+        result = {"sae": str(config.sae), "site": site, "config": run_config}
         result |= world_pass(backbone, sae, site, config.world_split, config.n_images, config.n_patch_images,
                              config.batch_size)
         result["downstream"] = world_downstream(backbone, sae, site, config.world_split, min(config.n_images, 1000))
-    out = Path(config.out or config.sae)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_density(result["density_histogram"], out / "feature_density.png")
-    r, d, f = result["reconstruction"], result["downstream"], result["factor_recovery"]
-    print(f"[eval] {site}: EV {r['explained_variance']:.3f}, L0 patches {r['l0_patches']:.1f} "
-          f"({100 * r['l0_patches_fraction']:.2f}% of {sae.d_sae}), L0 CLS {r['l0_cls']:.1f}, dead "
-          f"{100 * r['dead_fraction']:.1f}%, CE recovered {d['ce_recovered_pct']:.1f}%, "
-          f"factor AUROC (image, shape/colour/background) {f['image_mean_auroc_shape_colour_background']:.3f}")
-    return result
+    return result, sae.d_sae

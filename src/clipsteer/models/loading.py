@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, CLIPModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
 
+from clipsteer.errors import InputFormatError
 from clipsteer.models.preprocess import Preprocess
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputFormatError):
     """A checkpoint that is missing, unreachable, or not a CLIP model."""
 
 

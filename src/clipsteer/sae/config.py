@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from clipsteer.errors import InputFormatError
+
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 Normalization = Literal["none", "layer_norm", "constant_scale", "token_rescale"]
 TokenSelection = Literal["all", "cls", "patches"]
@@ -28,7 +30,7 @@ NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 TOKEN_SELECTIONS: tuple[str, ...] = get_args(TokenSelection)
 
 
-class SAEConfigError(ValueError):
+class SAEConfigError(InputFormatError):
     """A config (ours or a foreign one) that is missing fields or has invalid values."""
 
 

@@ -8,6 +8,7 @@ features, the most common concepts), plus `strength_curves.json` when `curve_fea
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -16,8 +17,11 @@ from typing import Literal
 
 import torch
 
+from clipsteer.atomic import atomic_write_json, atomic_write_text
 from clipsteer.data.resolve import open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone, TokenSelection
+from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.steer.control import random_vision_like
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.steerability import Engine, SteeringRun, SteeringScores, SteeringSpec
@@ -85,15 +89,36 @@ def summarise(rows: list[dict]) -> dict:
             "distinct_concepts": len(concepts), "top_concepts": concepts.most_common(10)}
 
 
-def write_rows(rows: list[dict], stem: Path) -> None:
-    stem.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with stem.with_suffix(".csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def write_rows(rows: list[dict], stem: Path) -> list[Path]:
+    """Write `stem`.jsonl and `stem`.csv atomically; returns both paths."""
+    atomic_write_text(stem.with_suffix(".jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(stem.with_suffix(".csv"), table.getvalue())
+    return [stem.with_suffix(".jsonl"), stem.with_suffix(".csv")]
 
 
 def steerability(config: SteerabilityConfig) -> dict:
+    """Score the bases into `out` under the run-folder protocol: `out` is locked and created before any
+    work, a rerun with another config removes the previous run's files first, and summary.json is
+    written last, atomically (its absence marks an incomplete folder)."""
+    check_positive(config, ("n_images", "vocab_size", "batch_size", "max_features", "temperature"))
+    if config.threshold < 0:
+        raise ConfigError(f"--threshold must be ≥ 0, got {config.threshold}")
+    run_config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    run_config = json.loads(json.dumps(run_config))   # tuples → lists, as the record stores them
+    with folder_lock(config.out, "steerability"):
+        run = RunFolder(config.out, "steerability", run_config, "summary.json")
+        run.begin()
+        summary = _steerability(config, run)
+        atomic_write_json(run.result_path, summary)
+        run.finish()
+    return summary
+
+
+def _steerability(config: SteerabilityConfig, folder: RunFolder) -> dict:
     torch.manual_seed(config.seed)
     backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
     sae_dictionary = None
@@ -105,11 +130,10 @@ def steerability(config: SteerabilityConfig) -> dict:
         sae_dictionary = SAEDictionary(sae)
     site = config.site or (sae_dictionary.sae.config.site if sae_dictionary else None)
     if site is None:
-        raise SystemExit("steerability: give --site (the SAE's config records none, or no SAE was given)")
+        raise ConfigError("steerability: give --site (the SAE's config records none, or no SAE was given)")
     words = (read_word_list(config.vocabulary, config.vocab_size) if config.vocabulary
              else vocabulary_from_tokenizer(backbone.tokenizer, config.vocab_size))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     text = text_embeddings(backbone, words, cache_dir=out / "cache")
     pixels = load_images(backbone, config.images, config.n_images)
     spec = SteeringSpec(config.alpha, config.tokens, config.temperature, config.threshold)
@@ -137,7 +161,7 @@ def steerability(config: SteerabilityConfig) -> dict:
             run = SteeringRun(model, site, dictionary, pixels, text, spec, image_batch=config.batch_size)
             scores = run.scores(features, engine=config.engine)
             rows = feature_rows(scores, words, config.threshold)
-            write_rows(rows, out / f"features_{prefix}{basis}")
+            folder.wrote(*write_rows(rows, out / f"features_{prefix}{basis}"))
             summary[f"{prefix}{basis}"] = summarise(rows)
             print(f"[steerability] {prefix}{basis}: {summary[f'{prefix}{basis}']['fraction_steerable']:.3f} steerable, "
                   f"{summary[f'{prefix}{basis}']['distinct_concepts']} distinct concepts")
@@ -150,7 +174,6 @@ def steerability(config: SteerabilityConfig) -> dict:
             if prefix == "" and basis == "sae" and config.curve_features:
                 summary["strength_curves"] = strength_curves(run, config.curve_features, config.curve_alphas,
                                                              config.engine)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
