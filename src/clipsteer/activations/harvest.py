@@ -29,6 +29,7 @@ from clipsteer.activations.format import (
 from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone
 from clipsteer.run_folder import folder_lock
 from clipsteer.world.paths import SHIPPED_CHECKPOINT
@@ -65,6 +66,9 @@ class HarvestConfig:
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:
     """The CLI command: load the model and dataset, then `harvest_dataset`."""
+    check_positive(config, ("batch_size", "shard_rows", "max_images"))
+    if config.workers < 0:
+        raise ConfigError(f"--workers must be ≥ 0, got {config.workers}")
     dataset = open_dataset(config.dataset)
     backbone = Backbone.from_pretrained(config.model, device=config.device)
     return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,

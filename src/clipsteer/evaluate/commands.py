@@ -31,7 +31,7 @@ class EvalConfig:
     sae: Path
     """An SAE: clipsteer folder, SAELens folder (cfg.json) or Prisma folder / .pt file."""
     out: Path | None = None
-    """Where eval.json goes; default: the SAE folder."""
+    """Where eval.json goes; default: the SAE folder (for a .pt file: the folder holding it)."""
     model: str | None = None
     """CLIP checkpoint; default: the shipped toy CLIP."""
     site: str | None = None
@@ -142,28 +142,27 @@ def evaluate_sae(config: EvalConfig) -> dict:
     """Run the evaluation into `out` under the run-folder protocol: the folder is locked and created
     before any work (an unwritable one fails at once), and eval.json is written last, atomically."""
     check_positive(config, ("n_images", "n_patch_images", "batch_size"))
-    out = Path(config.out or config.sae)
+    sae = load_any_sae(config.sae, device=config.device).eval()   # a bad SAE path fails before anything is created
+    out = Path(config.out or (config.sae if config.sae.is_dir() else config.sae.parent))
     run_config = {k: str(v) for k, v in asdict(config).items()}
     with folder_lock(out, "eval"):
         run = RunFolder(out, "eval", run_config, "eval.json")
         run.begin()
-        result, d_sae = _evaluate(config, run_config)
+        result = _evaluate(config, sae, run_config)
         plot_density(result["density_histogram"], out / "feature_density.png")
         run.wrote(out / "feature_density.png")
         atomic_write_json(run.result_path, result)
         run.finish()
     r, d, f = result["reconstruction"], result["downstream"], result["factor_recovery"]
     print(f"[eval] {result['site']}: EV {r['explained_variance']:.3f}, L0 patches {r['l0_patches']:.1f} "
-          f"({100 * r['l0_patches_fraction']:.2f}% of {d_sae}), L0 CLS {r['l0_cls']:.1f}, dead "
+          f"({100 * r['l0_patches_fraction']:.2f}% of {sae.d_sae}), L0 CLS {r['l0_cls']:.1f}, dead "
           f"{100 * r['dead_fraction']:.1f}%, CE recovered {d['ce_recovered_pct']:.1f}%, "
           f"factor AUROC (image, shape/colour/background) {f['image_mean_auroc_shape_colour_background']:.3f}")
     return result
 
 
-def _evaluate(config: EvalConfig, run_config: dict) -> tuple[dict, int]:
-    """(the eval.json contents, the SAE's d_sae)."""
+def _evaluate(config: EvalConfig, sae: SparseAutoencoder, run_config: dict) -> dict:
     backbone = Backbone.from_pretrained(config.model or shipped_toy_clip(), device=config.device)
-    sae = load_any_sae(config.sae, device=config.device).eval()
     site = backbone.site(config.site or sae.config.site or "").name
     if sae.d_in != backbone.d_model:
         raise ValueError(f"SAE {config.sae} reads d_in = {sae.d_in}, but {backbone.name} has d_model = "
@@ -173,4 +172,4 @@ def _evaluate(config: EvalConfig, run_config: dict) -> tuple[dict, int]:
         result |= world_pass(backbone, sae, site, config.world_split, config.n_images, config.n_patch_images,
                              config.batch_size)
         result["downstream"] = world_downstream(backbone, sae, site, config.world_split, min(config.n_images, 1000))
-    return result, sae.d_sae
+    return result

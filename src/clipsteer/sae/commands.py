@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clipsteer.errors import check_positive
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -72,6 +73,7 @@ def train(config: TrainConfig) -> dict[str, Path]:
     """Run (or resume) the training described by `config`; returns the saved SAE folders by name."""
     from clipsteer.activations.loaders import open_shuffled
 
+    check_positive(config, ("expansion_factor", "k"))
     source = open_shuffled(config.store, tokens=config.tokens)
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)
