@@ -8,13 +8,14 @@ decoded batch by batch (memory stays bounded; patch-level factor recovery keeps 
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from clipsteer.atomic import atomic_write_json
+from clipsteer.atomic import atomic_write_bytes, atomic_write_json
 from clipsteer.errors import check_positive
 from clipsteer.evaluate.downstream import downstream_fidelity
 from clipsteer.evaluate.factors import factor_recovery
@@ -134,8 +135,10 @@ def plot_density(hist: dict, path: Path) -> None:
     ax.set_ylabel("features")
     ax.set_title(f"feature density ({hist['dead']} dead)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def evaluate_sae(config: EvalConfig) -> dict:
