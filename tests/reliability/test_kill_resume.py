@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SITE, TRAIN_FLAGS, child_env
 
 from clipsteer.activations.format import PROGRESS_FILE
 from clipsteer.cli import run_command
+from conftest import SITE, TRAIN_FLAGS, child_env
 
 HARVEST_ARGS = ["--sites", SITE, "--batch-size", "4", "--shard-rows", "20", "--workers", "0"]
 
 SLOW_HARVEST = """
 import sys, time
 from clipsteer.data.folder import ImageFolder
-ImageFolder.load = (lambda load: lambda self, i: (time.sleep(0.05), load(self, i))[1])(ImageFolder.load)
+ImageFolder.load = (lambda load: lambda self, i: (time.sleep(0.1), load(self, i))[1])(ImageFolder.load)
 from clipsteer.cli import main
 sys.argv = ["clipsteer", *sys.argv[1:]]
 main()
@@ -48,7 +48,7 @@ main()
 """
 
 
-def kill_when(child: str, args: list, ready: Callable[[], bool], timeout: float = 90.0) -> None:
+def kill_when(child: str, args: list, ready: Callable[[], bool], timeout: float = 600.0) -> None:
     """Start `child` with `args`, SIGKILL it as soon as `ready()` holds; fail if it finishes first."""
     proc = subprocess.Popen([sys.executable, "-c", child, *map(str, args)], env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
