@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SITE, Cli, make_images, one_line
 from PIL import Image
 
 from clipsteer.activations import ActivationStore
@@ -23,6 +22,7 @@ from clipsteer.errors import FolderLockedError
 from clipsteer.models.testing import tiny_backbone
 from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.sae.io import save_sae
+from conftest import SITE, Cli, make_images, one_line
 
 
 def mode(path: Path) -> int:
