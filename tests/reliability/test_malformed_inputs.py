@@ -179,3 +179,17 @@ def test_malformed_input_is_one_line_with_exit_2(case: str, cli: Cli, tmp_path: 
     for word in words:
         assert word in line, f"{case}: {word!r} not in {line!r}"
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_debug_variable_keeps_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from clipsteer.cli import main
+    from clipsteer.errors import ConfigError
+
+    path = tmp_path / "bad.toml"
+    path.write_text('store = "x"\nexpansion_factor = "eight"\n')
+    monkeypatch.setattr(sys, "argv", ["clipsteer", "train", "--config-file", str(path)])
+    monkeypatch.setenv("CLIPSTEER_DEBUG", "1")
+    with pytest.raises(ConfigError, match="expansion_factor"):
+        main()
