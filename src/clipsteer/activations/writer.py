@@ -218,7 +218,7 @@ class StoreWriter:
         if self.nonfinite == "record":
             self._nonfinite_images.update(images)
             return
-        overflow = bool(torch.isfinite(values[bad]).all())
+        overflow = bool(torch.isfinite(values.detach().cpu()[bad]).all())
         cause = (f"values beyond the range of {self.spec.dtype} (use --dtype bfloat16)" if overflow
                  else "NaN/inf computed by the model")
         raise StoreIntegrityError(
