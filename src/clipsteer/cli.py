@@ -18,6 +18,7 @@ from typing import Any
 import tyro
 
 from clipsteer.config_files import load_config_file
+from clipsteer.errors import ClipsteerError
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ COMMANDS: dict[str, Command] = {
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
     "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
                        "Run images through the model and store activations at one or more sites (resumable)."),
+    "check": Command("clipsteer.activations.check:check_store", "clipsteer.activations.check:CheckConfig",
+                     "Verify an activation store in full: shard checksums, sizes and finite values."),
     "train": Command("clipsteer.sae.commands:train", "clipsteer.sae.commands:TrainConfig",
                      "Train SAEs (one, or a sweep over λ or k sharing one data stream) on an activation store (resumable)."),
     "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.train:TrainClipConfig",
@@ -110,16 +113,26 @@ def run_command(argv: Sequence[str]) -> Any:
 def main() -> None:
     """Console entry point; results are printed by the commands themselves, never used as exit codes.
 
-    Bad input (clipsteer raises ValueError / FileNotFoundError subclasses with messages that name
-    what was wrong) is reported in one line with exit status 2; CLIPSTEER_DEBUG=1 shows the traceback.
+    Bad input and unwritable outputs (the families of `clipsteer.errors`, plus ValueError /
+    OSError from below, whose messages name what was wrong) are reported in one line with exit
+    status 2; CLIPSTEER_DEBUG=1 shows the traceback instead.
     """
     try:
         run_command(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as err:
+    except (ClipsteerError, ValueError, OSError) as err:
         if os.environ.get("CLIPSTEER_DEBUG"):
             raise
-        print(f"clipsteer: error: {err}", file=sys.stderr)
+        print(f"clipsteer: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (multi-line messages are joined with ' | ')."""
+    if isinstance(err, OSError) and not isinstance(err, ClipsteerError) and err.filename is not None:
+        message = f"{err.strerror or type(err).__name__}: {err.filename}"
+    else:
+        message = str(err) or type(err).__name__
+    return " | ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
 if __name__ == "__main__":

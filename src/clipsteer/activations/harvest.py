@@ -18,13 +18,22 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from clipsteer.activations.format import BYTES_PER_VALUE, StoreDtype, StoreError, StoreSpec, tokens_layout
+from clipsteer.activations.format import (
+    BYTES_PER_VALUE,
+    NonFinite,
+    StoreDtype,
+    StoreError,
+    StoreSpec,
+    tokens_layout,
+)
 from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.models.sites import TokenSelection
+from clipsteer.run_folder import folder_lock
 
 
 @dataclass(frozen=True)
@@ -50,17 +59,23 @@ class HarvestConfig:
     """Harvest only the first N images of the dataset."""
     workers: int = 2
     """Background threads decoding and preprocessing images (0: decode in the main thread)."""
+    nonfinite: NonFinite = "refuse"
+    """A NaN/inf activation: refuse (stop, naming the images) or record (store it, list the images in metadata.json)."""
 
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:
     """The CLI command: load the model and dataset, then `harvest_dataset`."""
     if not config.sites:
         raise ValueError("harvest: --sites is required, e.g. --sites blocks.2.resid_post")
+    check_positive(config, ("images_per_batch", "shard_rows", "max_images"))
+    if config.workers < 0:
+        raise ConfigError(f"--workers must be ≥ 0, got {config.workers}")
     dataset = open_dataset(config.dataset)
     backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
     return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
                            images_per_batch=config.images_per_batch, shard_rows=config.shard_rows, dtype=config.dtype,
-                           max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset)
+                           max_images=config.max_images, workers=config.workers, dataset_spec=config.dataset,
+                           nonfinite=config.nonfinite)
 
 
 def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: TokenSelection, images_per_batch: int,
@@ -77,8 +92,14 @@ def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: 
 def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[str], out: str | Path, *,
                     tokens: TokenSelection = "all", images_per_batch: int = 64, shard_rows: int = 65536,
                     dtype: StoreDtype = "float16", max_images: int | None = None, workers: int = 2,
-                    dataset_spec: str | None = None, progress: bool = True) -> dict[str, Path]:
-    """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}."""
+                    dataset_spec: str | None = None, progress: bool = True,
+                    nonfinite: NonFinite = "refuse") -> dict[str, Path]:
+    """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}.
+
+    OUT is locked while the harvest writes (a second harvest into it is refused). `nonfinite`: what a
+    NaN/inf activation does: "refuse" stops the harvest naming the images; "record" stores the rows and
+    lists the images in metadata.json (training on such a store stops, naming the store and shard).
+    """
     if images_per_batch <= 0 or shard_rows <= 0:
         raise ValueError(f"images_per_batch and shard_rows must be positive, got {images_per_batch} and {shard_rows}")
     if max_images is not None and max_images <= 0:
@@ -88,10 +109,19 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
         raise ValueError(f"sites must be a non-empty list of distinct sites, got {list(sites)}")
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     out = Path(out).expanduser()
+    with folder_lock(out, "harvest"):
+        return _harvest_locked(backbone, dataset, names, out, n, tokens=tokens, images_per_batch=images_per_batch,
+                               shard_rows=shard_rows, dtype=dtype, workers=workers, nonfinite=nonfinite,
+                               dataset_spec=dataset_spec, progress=progress)
+
+
+def _harvest_locked(backbone: Backbone, dataset: ImageDataset, names: list[str], out: Path, n: int, *,
+                    tokens: TokenSelection, images_per_batch: int, shard_rows: int, dtype: StoreDtype, workers: int,
+                    nonfinite: NonFinite, dataset_spec: str | None, progress: bool) -> dict[str, Path]:
     spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, images_per_batch=images_per_batch, shard_rows=shard_rows,
                                 dtype=dtype, n_images=n, dataset_spec=dataset_spec or repr(dataset))
                for site in names}
-    writers = {site: StoreWriter.open(out / site, spec) for site, spec in spec_of.items()}
+    writers = {site: StoreWriter.open(out / site, spec, nonfinite) for site, spec in spec_of.items()}
     todo = {site: w for site, w in writers.items() if not w.complete}
     if not todo:
         print(f"harvest: all {len(writers)} stores under {out} are already complete; nothing to do")

@@ -57,6 +57,7 @@ class ShuffledLoader:
         shard_bytes = store.meta.spec.shard_rows * store.d_model * BYTES_PER_VALUE
         self.shards_per_window = max(1, buffer_bytes // shard_bytes)
         self.prefetch = prefetch
+        self._verified: set[int] = set()   # shards whose checksum and finiteness were checked by this loader
         spec = store.meta.spec
         self.shard_counts = np.array([
             count_selected(spec, self.filter, store.shard_start(i), store.shard_start(i) + store.meta.shard_rows(i))
@@ -64,6 +65,9 @@ class ShuffledLoader:
         self.n_rows: int = int(self.shard_counts.sum())   # rows per epoch
         if self.n_rows == 0:
             raise StoreError(f"{store.directory}: no rows with tokens={tokens!r}")
+        if store.meta.nonfinite_images:   # fail now, not hours into training when the shard comes up
+            for i in range(store.n_shards):
+                store.check_finite(i)
 
     def __repr__(self) -> str:
         return (f"ShuffledLoader({self.store.directory}, tokens={self.tokens}, rows/epoch={self.n_rows}, "
@@ -92,6 +96,10 @@ class ShuffledLoader:
                 raise StoreError(f"{store.directory}: shard {i}'s token indices disagree with the row layout "
                                  f"(first_token={spec.first_token}, T={spec.n_tokens_per_image}); the store is corrupt")
             raw = store.shard_values(i)
+            if i not in self._verified:   # once per shard: the bytes are read here anyway
+                store.verify_shard(i)
+                store.check_finite(i)
+                self._verified.add(i)
             mask = selected_mask(spec, self.filter, start, start + rows)
             k = int(self.shard_counts[i])
             out[destination[filled:filled + k]] = raw if mask is None else raw[mask]

@@ -10,12 +10,16 @@ Protocol (what makes resume exact):
   row (`resume_row`). Rows of that chunk already inside complete shards are dropped on re-arrival.
 - `metadata.json` is written with `"complete": false` when the store is created and rewritten with
   `"complete": true` by `finish()`, after the last (possibly short) shard. Then progress.json goes.
+- Each shard's SHA-256 (values, index) is computed from the bytes written and kept in progress.json,
+  then metadata.json. Rows holding NaN/inf are refused (StoreIntegrityError naming the images) or,
+  with `nonfinite="record"`, stored and their images listed in `nonfinite_images`.
 Memory is bounded by one shard buffer plus the chunk being added.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,16 +35,19 @@ from clipsteer.activations.format import (
     PROGRESS_FILE,
     TORCH_DTYPES,
     VALUE_DTYPE,
+    NonFinite,
     SkippedImage,
     StoreError,
+    StoreIntegrityError,
     StoreMetadata,
     StoreMismatchError,
     StoreSpec,
+    file_sha256,
     index_file,
     read_metadata,
     shard_file,
 )
-from clipsteer.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir
+from clipsteer.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir, make_folder
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,13 @@ class Progress:
     resume_image: int = 0
     resume_row: int = 0
     skipped: tuple[SkippedImage, ...] = ()   # skipped images with index < resume_image
+    checksums: tuple[tuple[str, str], ...] = ()   # (values, index) SHA-256 of each complete shard
+    nonfinite: tuple[int, ...] = ()          # images with NaN/inf rows, index < resume_image
 
     def to_json(self, fingerprint: str) -> dict:
         return {"fingerprint": fingerprint, "n_shards": self.n_shards, "resume_image": self.resume_image,
-                "resume_row": self.resume_row, "skipped": [dataclasses.asdict(s) for s in self.skipped]}
+                "resume_row": self.resume_row, "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                "checksums": [list(c) for c in self.checksums], "nonfinite_images": list(self.nonfinite)}
 
     @classmethod
     def read(cls, path: Path, fingerprint: str) -> Progress:
@@ -62,7 +72,10 @@ class Progress:
             obj = json.loads(path.read_text())
             assert obj["fingerprint"] == fingerprint, "fingerprint differs from metadata.json"
             skipped = tuple(SkippedImage(int(s["index"]), str(s["name"]), str(s["error"])) for s in obj["skipped"])
-            progress = cls(int(obj["n_shards"]), int(obj["resume_image"]), int(obj["resume_row"]), skipped)
+            checksums = tuple((str(a), str(b)) for a, b in obj.get("checksums", []))
+            nonfinite = tuple(int(i) for i in obj.get("nonfinite_images", []))
+            progress = cls(int(obj["n_shards"]), int(obj["resume_image"]), int(obj["resume_row"]), skipped,
+                           checksums, nonfinite)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
             raise StoreError(f"{path}: unreadable harvest progress ({type(err).__name__}: {err}); "
                              f"delete the store directory {path.parent} and harvest again") from err
@@ -73,8 +86,11 @@ class Progress:
 class StoreWriter:
     """Writes one store. Use `StoreWriter.open(directory, spec)`; then `add(...)` chunks; then `finish(...)`."""
 
-    def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool):
+    def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool,
+                 nonfinite: NonFinite = "refuse"):
         self.directory = directory
+        self.nonfinite = nonfinite
+        self._nonfinite_images: set[int] = set(progress.nonfinite)
         self.spec = spec
         self.fingerprint = spec.fingerprint()
         self.progress = progress
@@ -85,7 +101,7 @@ class StoreWriter:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, directory: Path, spec: StoreSpec) -> StoreWriter:
+    def open(cls, directory: Path, spec: StoreSpec, nonfinite: NonFinite = "refuse") -> StoreWriter:
         """Create a new store, or resume an interrupted one written with the same fingerprint.
 
         Raises StoreMismatchError (listing the differing fields) when `directory` holds a store of
@@ -105,17 +121,17 @@ class StoreWriter:
                     f"or delete {directory} to start over.")
             if meta.complete:
                 return cls(directory, spec, Progress(meta.n_shards, spec.n_images_requested, meta.n_rows,
-                                                     meta.skipped), complete=True)
+                                                     meta.skipped), complete=True, nonfinite=nonfinite)
             progress_path = directory / PROGRESS_FILE
             progress = Progress.read(progress_path, meta.fingerprint) if progress_path.is_file() else Progress()
-            writer = cls(directory, spec, progress, complete=False)
+            writer = cls(directory, spec, progress, complete=False, nonfinite=nonfinite)
             writer._remove_stray_files()
             return writer
         if directory.exists() and any(directory.iterdir()):
             raise StoreError(f"{directory} exists and is not empty but has no {METADATA_FILE}; refusing to write "
                              f"a store into it (choose an empty or new directory)")
-        directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(directory, spec, Progress(), complete=False)
+        make_folder(directory)
+        writer = cls(directory, spec, Progress(), complete=False, nonfinite=nonfinite)
         writer._write_metadata(complete=False, n_rows=0, n_images=0, n_shards=0, skipped=())
         return writer
 
@@ -133,6 +149,10 @@ class StoreWriter:
                 raise StoreError(f"{path}: unexpected file in a partial store; remove it or start over")
         for i in range(self.progress.n_shards):  # complete shards must be whole
             self._check_shard_size(i, self.spec.shard_rows)
+        if len(self.progress.checksums) < self.progress.n_shards:   # progress written by an older clipsteer
+            sums = [(file_sha256(self.directory / shard_file(i)), file_sha256(self.directory / index_file(i)))
+                    for i in range(self.progress.n_shards)]
+            self.progress = dataclasses.replace(self.progress, checksums=tuple(sums))
 
     def _check_shard_size(self, i: int, rows: int) -> None:
         for name, row_bytes in ((shard_file(i), self.spec.d_model * VALUE_DTYPE.itemsize),
@@ -173,7 +193,9 @@ class StoreWriter:
         if first_row > self.position:
             raise AssertionError(f"{self.directory}: gap in rows: got row {first_row}, expected ≤ {self.position}")
         drop = min(n, self.position - first_row)
-        raw = values.detach().to(TORCH_DTYPES[self.spec.dtype]).cpu().view(torch.uint16).numpy()
+        stored = values.detach().to(TORCH_DTYPES[self.spec.dtype]).cpu()
+        self._check_finite(stored, values, index)
+        raw = stored.view(torch.uint16).numpy()
         consumed = drop
         while consumed < n:
             take = min(n - consumed, self.spec.shard_rows - self._fill)
@@ -185,13 +207,37 @@ class StoreWriter:
                 resume = (chunk_end, first_row + n) if consumed == n else (chunk_start, first_row)
                 self._write_shard(resume, skipped)
 
+    def _check_finite(self, stored: Tensor, values: Tensor, index: np.ndarray) -> None:
+        """Refuse or record rows holding NaN/inf after conversion to the storage dtype.
+
+        stored: [N, d] in the storage dtype; values: the same rows as computed; index: [N, 2]."""
+        bad = ~torch.isfinite(stored).all(dim=1)
+        if not bool(bad.any()):
+            return
+        images = sorted({int(i) for i in index[bad.numpy(), 0]})
+        if self.nonfinite == "record":
+            self._nonfinite_images.update(images)
+            return
+        overflow = bool(torch.isfinite(values.detach().cpu()[bad]).all())
+        cause = (f"values beyond the range of {self.spec.dtype} (use --dtype bfloat16)" if overflow
+                 else "NaN/inf computed by the model")
+        raise StoreIntegrityError(
+            f"{self.directory}: non-finite activations ({cause}) in {int(bad.sum())} rows of images "
+            f"{images[:5]}{' ...' if len(images) > 5 else ''}; refusing to store them (harvest with "
+            f"--nonfinite record to store and list them instead)")
+
     def _write_shard(self, resume: tuple[int, int], skipped: Sequence[SkippedImage]) -> None:
         i = self.progress.n_shards
-        atomic_write_array(self.directory / shard_file(i), self._values[:self._fill])
-        atomic_write_array(self.directory / index_file(i), self._index[:self._fill])
+        values, index = self._values[:self._fill], self._index[:self._fill]
+        atomic_write_array(self.directory / shard_file(i), values)
+        atomic_write_array(self.directory / index_file(i), index)
+        checksum = (hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).hexdigest(),
+                    hashlib.sha256(memoryview(np.ascontiguousarray(index)).cast("B")).hexdigest())
         resume_image, resume_row = resume
         self.progress = Progress(i + 1, resume_image, resume_row,
-                                 tuple(s for s in skipped if s.index < resume_image))
+                                 tuple(s for s in skipped if s.index < resume_image),
+                                 (*self.progress.checksums, checksum),
+                                 tuple(sorted(j for j in self._nonfinite_images if j < resume_image)))
         if self._fill == self.spec.shard_rows:  # short final shards are recorded by finish() only
             atomic_write_json(self.directory / PROGRESS_FILE, self.progress.to_json(self.fingerprint))
         self._fill = 0
@@ -205,15 +251,18 @@ class StoreWriter:
         if self._fill:
             self._write_shard((self.spec.n_images_requested, n_rows), skipped)
         skipped = tuple(sorted(skipped, key=lambda s: s.index))
-        meta = self._write_metadata(True, n_rows, n_images, self.progress.n_shards, skipped)
+        meta = self._write_metadata(True, n_rows, n_images, self.progress.n_shards, skipped,
+                                    self.progress.checksums, tuple(sorted(self._nonfinite_images)))
         (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
         fsync_dir(self.directory)
         self.complete = True
         return meta
 
     def _write_metadata(self, complete: bool, n_rows: int, n_images: int, n_shards: int,
-                        skipped: tuple[SkippedImage, ...]) -> StoreMetadata:
-        meta = StoreMetadata(self.spec, self.fingerprint, complete, n_rows, n_images, n_shards, skipped)
+                        skipped: tuple[SkippedImage, ...], checksums: tuple[tuple[str, str], ...] = (),
+                        nonfinite: tuple[int, ...] = ()) -> StoreMetadata:
+        meta = StoreMetadata(self.spec, self.fingerprint, complete, n_rows, n_images, n_shards, skipped,
+                             checksums, nonfinite)
         if complete:
             meta.check_counts(self.directory / METADATA_FILE)
         atomic_write_json(self.directory / METADATA_FILE, meta.to_json())

@@ -17,8 +17,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from clipsteer.errors import InputFormatError
 
-class ImageReadError(ValueError):
+
+class ImageReadError(InputFormatError):
     """An image that cannot be decoded; the message names the file (or item) and what was expected."""
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, CLIPModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
 
+from clipsteer.errors import InputFormatError, UnsafeFileError
 from clipsteer.models.names import BUILTIN_PREFIX, builtin_dir, resolve_model
 from clipsteer.models.preprocess import Preprocess
 
@@ -20,7 +22,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputFormatError):
     """A checkpoint that is missing, unreachable, or not a CLIP model."""
 
 
@@ -98,7 +100,15 @@ def load_clip(name_or_path: str | Path, device: str | torch.device = "cpu", dtyp
         )
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise CheckpointError(f"{folder} has no weights; expected one of {list(WEIGHT_FILES)}")
-    model = model_cls.from_pretrained(folder, dtype=dtype).to(device).eval()
+    try:
+        model = model_cls.from_pretrained(folder, dtype=dtype).to(device).eval()
+    except pickle.UnpicklingError:
+        raise UnsafeFileError(f"{folder}: refused to load its pickled weights (pytorch_model.bin holds Python objects "
+                              "beyond plain tensors, and clipsteer never unpickles them); convert the checkpoint to "
+                              "model.safetensors") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{folder}: cannot load the CLIP weights ({first})") from None
     has_tokenizer = model_type == "clip" and any((folder / f).is_file() for f in TOKENIZER_FILES)
     tokenizer = AutoTokenizer.from_pretrained(folder) if has_tokenizer else None
     vision_config = model.config.vision_config if model_type == "clip" else model.config

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clipsteer.errors import check_positive
 from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
 from clipsteer.sae.objectives import ObjectiveConfig
@@ -75,6 +76,7 @@ def train(config: TrainConfig) -> dict[str, Path]:
 
     if config.store is None:
         raise ValueError("train: --store is required (an activation store folder written by `clipsteer harvest`)")
+    check_positive(config, ("expansion_factor", "k"))
     source = open_shuffled(config.store, tokens=config.tokens)
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)

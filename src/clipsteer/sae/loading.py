@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from clipsteer.sae.io import CONFIG_NAME, FORMAT, load_sae
+from clipsteer.sae.io import CONFIG_NAME, FORMAT, load_sae, read_json
 from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.sae.prisma import load_prisma_sae
 from clipsteer.sae.saelens import CFG_NAME, load_saelens_sae
@@ -25,11 +24,8 @@ def load_any_sae(path: str | Path, device: str | torch.device = "cpu") -> Sparse
         return load_saelens_sae(path, device=device)
     config_path = path / CONFIG_NAME
     if config_path.is_file():
-        try:
-            is_ours = json.loads(config_path.read_text()).get("format") == FORMAT
-        except (json.JSONDecodeError, AttributeError):
-            is_ours = False
-        if is_ours:
+        data = read_json(config_path)   # invalid JSON is reported as such, naming the file
+        if data.get("format") == FORMAT:
             return load_sae(path, device=device)
         if any(path.glob("*.pt")):
             return load_prisma_sae(path, device=device)

@@ -31,6 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from clipsteer.atomic import atomic_write_json
+from clipsteer.errors import RunFolderError
+from clipsteer.run_folder import folder_lock
 from clipsteer.sae.checkpoint import (
     load_latest_checkpoint,
     prune_checkpoints,
@@ -48,7 +50,7 @@ from clipsteer.sae.source import BatchSource
 from clipsteer.sae.updater import SAEUpdater
 
 
-class RunDirectoryError(RuntimeError):
+class RunDirectoryError(RunFolderError):
     """A run folder that holds a different or unfinished run than the one requested."""
 
 
@@ -139,7 +141,12 @@ class Trainer:
             if not resume and has_state:
                 raise RunDirectoryError(f"{self.run_dir} already holds a run; resume it (resume=True) or choose "
                                         "another run directory")
-            stored = json.loads(config_path.read_text())
+            try:
+                stored = json.loads(config_path.read_text(encoding="utf-8"))
+                self._semantic(stored)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+                raise RunDirectoryError(f"{config_path}: unreadable run config ({type(error).__name__}: {error}); "
+                                        "choose another run directory or delete this one") from None
             if resume and self._semantic(stored) != self._semantic(described):
                 diff = _diff(self._semantic(stored), self._semantic(described))
                 raise RunDirectoryError(f"{self.run_dir} holds a run with a different configuration ({diff}); "
@@ -155,6 +162,12 @@ class Trainer:
 
         Returns the SAEs by name, ready for inference (constant scales folded, eval mode).
         """
+        if self.run_dir is None:
+            return self._run(resume, stop_after_step)
+        with folder_lock(self.run_dir, "train"):   # a second trainer on the same folder is refused
+            return self._run(resume, stop_after_step)
+
+    def _run(self, resume: bool, stop_after_step: int | None) -> dict[str, SparseAutoencoder]:
         config = self.config
         total = config.total_steps
         updaters = self._build_updaters()
