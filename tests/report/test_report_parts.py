@@ -1,0 +1,49 @@
+"""Report pieces on hand-made inputs: heat maps, feature choice, and errors for unusable run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipsteer.report.cards import choose_features
+from clipsteer.report.images import heatmap_overlay, square_thumbnail
+from clipsteer.report.sources import RunDirectoryError, discover, read_quality, read_suppression_results
+
+
+def test_heatmap_tints_the_firing_patch_and_fades_the_rest() -> None:
+    image = Image.new("RGB", (80, 64), (100, 100, 100))  # not square: centre-cropped to 64×64
+    patch_map = np.zeros((4, 4), dtype=np.float32)
+    patch_map[1, 2] = 3.0
+    out = np.asarray(heatmap_overlay(image, patch_map, side=64)).astype(int)
+    assert out.shape == (64, 64, 3)
+    hot, cold = out[16:32, 32:48], out[:16, :16]   # patch (1, 2) is rows 16–31, columns 32–47
+    assert (hot[..., 0] > 180).all() and (hot[..., 2] < 60).all()
+    assert (cold == cold[0, 0]).all() and cold[0, 0, 0] < 100   # silent patches: the image, dimmed
+    assert np.asarray(square_thumbnail(image, 32)).shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="square"):
+        heatmap_overlay(image, np.zeros((2, 3)), side=32)
+
+
+def test_choose_features_puts_required_then_most_steerable_then_fills() -> None:
+    chosen = choose_features(100, scored=[(4, 0.2), (9, 0.9), (1, 0.5)], required=[50, 9], n_cards=6)
+    assert chosen[:4] == [50, 9, 1, 4]
+    assert len(chosen) == 6 and len(set(chosen)) == 6 and all(0 <= j < 100 for j in chosen)
+    assert choose_features(3, scored=[], required=[], n_cards=10) == [0, 1, 2]
+
+
+def test_run_folders_without_saes_or_with_broken_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunDirectoryError, match="not found"):
+        discover(tmp_path / "missing")
+    with pytest.raises(RunDirectoryError, match="no clipsteer SAE folder"):
+        discover(tmp_path)
+    (tmp_path / "eval.json").write_text(json.dumps({"reconstruction": {"l0_cls": 3}}))
+    with pytest.raises(ValueError, match="eval.json: missing or malformed field 'explained_variance'"):
+        read_quality(tmp_path)
+    (tmp_path / "debias" / "x").mkdir(parents=True)
+    (tmp_path / "debias" / "x" / "result.json").write_text(json.dumps({"before": {}, "after": {}}))
+    with pytest.raises(ValueError, match="result.json: missing or malformed field 'features'"):
+        read_suppression_results(tmp_path)
