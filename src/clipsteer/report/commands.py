@@ -15,7 +15,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    run: tyro.conf.Positional[Path]
+    run: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """A run directory: the --out folder of `clipsteer demo` / `layer-sweep`, or any folder holding SAEs and
     the activation stores they were trained on."""
     out: Path | None = None
@@ -51,6 +51,7 @@ class ReportConfig:
     tokens_per_batch: int = 8192
     """Store rows encoded at once in the card pass (memory: tokens × SAE features floats)."""
     device: str = "cpu"
+    """Device for the SAE and the model (cpu, cuda, ...)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -185,8 +186,11 @@ def build_section(entry: SAEEntry, label: str, slug: str, required: list[int], c
         probe, probe_src = probe_steering(entry, backbones[model], sae, assets, slug, config.thumbnail_size)
     elif entry.steering is None:
         notes.append("No steerability results for this SAE: cards show activations only.")
+    from tqdm.auto import tqdm
+
     views = []
-    for card in card_pass.cards:
+    for card in tqdm(card_pass.cards, desc=f"{label}: pictures and steering", disable=not config.progress,
+                     leave=False):
         card = annotate(card, entry, quality)
         images = card_images(card, dataset, assets, f"img/{slug}/f{card.feature}", config.thumbnail_size)
         example = probe.example(card.feature) if probe is not None else None

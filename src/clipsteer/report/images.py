@@ -44,6 +44,6 @@ def heatmap_overlay(image: Image.Image, patch_map: np.ndarray, side: int, streng
 
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
