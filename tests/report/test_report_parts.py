@@ -47,3 +47,22 @@ def test_run_folders_without_saes_or_with_broken_files_are_refused(tmp_path: Pat
     (tmp_path / "debias" / "x" / "result.json").write_text(json.dumps({"before": {}, "after": {}}))
     with pytest.raises(ValueError, match="result.json: missing or malformed field 'features'"):
         read_suppression_results(tmp_path)
+
+
+def test_steerability_is_matched_to_its_own_sae_when_paths_were_recorded_relative(tmp_path: Path) -> None:
+    """Two layers whose SAE folders share their last parts: each summary names its SAE relative to another cwd."""
+    from clipsteer.report.sources import find_steering
+
+    run = tmp_path / "sweep"
+    for layer in (1, 2):
+        (run / f"layer{layer}" / "train" / "saes" / "topk").mkdir(parents=True)
+        steer = run / f"layer{layer}" / "steerability"
+        steer.mkdir()
+        (steer / "features_sae.jsonl").write_text("")
+        recorded = f"elsewhere/sweep/layer{layer}/train/saes/topk"
+        (steer / "summary.json").write_text(json.dumps({"site": f"blocks.{layer}.resid_post",
+                                                        "config": {"sae": recorded}}))
+    for layer in (1, 2):
+        sae_dir = run / f"layer{layer}" / "train" / "saes" / "topk"
+        assert find_steering(run, sae_dir, f"blocks.{layer}.resid_post", 1) == run / f"layer{layer}" / "steerability"
+    assert find_steering(run, run / "layer3" / "saes" / "topk", "blocks.3.resid_post", 1) is None

@@ -310,4 +310,5 @@ def manifest(view: ReportView) -> str:
     """A small JSON index of the cards (for scripts that want the numbers behind the pages)."""
     return json.dumps([{"sae": c.section, "feature": c.card.feature, "page": c.page, "frequency": c.card.frequency,
                         "steerability": c.card.steerability, "top_concept": c.card.top_concept,
-                        "top_images": list(c.card.top_images)} for c in view.cards], indent=1)
+                        "top_images": list(c.card.top_images), "factor_aurocs": c.card.factor_aurocs}
+                       for c in view.cards], indent=1)

@@ -156,13 +156,14 @@ def find_stores(run: Path) -> dict[str, Path]:
     return stores
 
 
-def _same_path(recorded: str, target: Path) -> bool:
-    """Recorded paths may be relative to wherever the command ran: compare resolved, then by trailing parts."""
+def _same_path(recorded: str, target: Path, run: Path) -> bool:
+    """Recorded paths may be relative to wherever the command ran: compare resolved paths, else whether the
+    recorded one ends with the target's path inside the run (`layer2/train/saes/x`, not just `saes/x`)."""
     path = Path(recorded)
     if path.exists() and path.resolve() == target.resolve():
         return True
-    tail = min(len(path.parts), 3)
-    return tail > 0 and path.parts[-tail:] == target.resolve().parts[-tail:]
+    inside = target.resolve().relative_to(run.resolve()).parts
+    return len(path.parts) >= len(inside) and path.parts[len(path.parts) - len(inside):] == inside
 
 
 def read_quality(sae_dir: Path) -> Quality | None:
@@ -249,7 +250,7 @@ def find_steering(run: Path, sae_dir: Path, site: str, n_saes_at_site: int) -> P
             continue
         data = _read_json(summary)
         recorded = str(data.get("config", {}).get("sae"))
-        if recorded not in ("None", "") and _same_path(recorded, sae_dir):
+        if recorded not in ("None", "") and _same_path(recorded, sae_dir, run):
             return summary.parent
         if data.get("site") == site:
             by_site.append(summary.parent)
