@@ -41,7 +41,8 @@ class ReportConfig:
     dataset: str | None = None
     """Images of the store (for thumbnails); default: the dataset recorded in the store (must still match)."""
     cards_per_sae: int = 48
-    """Feature cards per SAE: suppressed features, then the most steerable scored ones, then evenly spaced ones."""
+    """Feature cards per SAE: suppressed features and those with strength curves, then the most steerable
+    scored ones, then evenly spaced ones."""
     top_images: int = 8
     """Top-activating images per card."""
     thumbnail_size: int = 128
@@ -276,6 +277,7 @@ def report(config: ReportConfig) -> Path:
         for entry in entries:
             label = section_label(entry, entries)
             required = [j for r in results if r.site == entry.site for j in r.removed_features]
+            required += list(entry.steering.strength_curves) if entry.steering else []
             section, views = build_section(entry, label, slugify(label), required, config, assets, backbones)
             sections.append(section)
             cards += views
