@@ -66,3 +66,15 @@ def test_steerability_is_matched_to_its_own_sae_when_paths_were_recorded_relativ
         sae_dir = run / f"layer{layer}" / "train" / "saes" / "topk"
         assert find_steering(run, sae_dir, f"blocks.{layer}.resid_post", 1) == run / f"layer{layer}" / "steerability"
     assert find_steering(run, run / "layer3" / "saes" / "topk", "blocks.3.resid_post", 1) is None
+
+
+def test_thumbnails_are_refused_from_a_dataset_other_than_the_stores(tmp_path: Path) -> None:
+    from clipsteer.report.commands import open_store_dataset
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    with pytest.raises(ValueError, match="pass --dataset with the images the store was built from"):
+        open_store_dataset(str(folder), "0123456789abcdef", None, tmp_path / "store")
+    with pytest.raises(FileNotFoundError, match="cannot open the images it was harvested from"):
+        open_store_dataset(str(tmp_path / "gone"), "0123456789abcdef", None, tmp_path / "store")
