@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
+from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
 from clipsteer.report.commands import ReportConfig, report
 from clipsteer.sae.commands import TrainConfig, train
 from clipsteer.sae.recipe import TrainerConfig
@@ -33,17 +34,19 @@ def write_image_folder(root: Path, n: int, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def random_clip_run(world_geometry_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """harvest → train (TopK, 128 features) → steerability on 24 folder images, plus a debias result file."""
+    """harvest → train (TopK, 128 features) → eval → steerability on 24 folder images, plus a debias result."""
     root = tmp_path_factory.mktemp("report_run")
     images = write_image_folder(root / "images", 24)
     run = root / "run"
     model = str(world_geometry_model_dir)
     stores = harvest(HarvestConfig(sites=(SITE,), out=run / "activations", model=model, dataset=str(images),
-                                   batch_size=8, workers=0))
+                                   images_per_batch=8, workers=0))
     saes = train(TrainConfig(store=stores[SITE], out=run / "train", architecture="topk", expansion_factor=4, k=8,
-                             trainer=TrainerConfig(batch_size=256, total_tokens=12_800, lr=1e-3, init_samples=512,
+                             trainer=TrainerConfig(tokens_per_batch=256, total_tokens=12_800, lr=1e-3, init_samples=512,
                                                    log_every=10, progress=False)))
     sae_dir = saes["topk_x4_k8"]
+    evaluate_sae(EvalConfig(sae=sae_dir, out=run / "eval", model=model, dataset=str(images),
+                            downstream_dataset=None, n_images=24, n_patch_images=8, images_per_batch=8))
     steerability(SteerabilityConfig(out=run / "steerability", sae=sae_dir, model=model, images=str(images),
                                     n_images=4, max_features=12, alpha=20.0, temperature=10.0,
                                     curve_features=(3,), curve_alphas=(0.0, 10.0, 20.0)))

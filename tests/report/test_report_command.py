@@ -32,8 +32,9 @@ def test_report_builds_from_a_random_clip_and_an_image_folder(random_clip_run: P
         for src in re.findall(r"<img src='([^']+)'|<img src=\"([^\"]+)\"", page.read_text()):
             src = src[0] or src[1]
             assert (page.parent / src).is_file(), f"{page.name} references missing {src}"
-    # No eval.json in this run: the quality numbers come from the report's own pass, and say so.
-    assert "no eval.json found" in text
+    # The quality numbers are the evaluation's (its EvalResult, found beside the SAE), and say so.
+    (entry,) = discover(random_clip_run)
+    assert entry.quality is not None and f"{random_clip_run / 'eval' / 'eval.json'} (24 images of" in text
     assert "Debiasing: debias/background" in text and "features/layer-1-5.html" in text
     assert text.count("class=card ") == 10
 

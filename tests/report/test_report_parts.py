@@ -11,7 +11,8 @@ from PIL import Image
 
 from clipsteer.report.cards import choose_features
 from clipsteer.report.images import heatmap_overlay, square_thumbnail
-from clipsteer.report.sources import RunDirectoryError, discover, read_quality, read_suppression_results
+from clipsteer.report.sources import RunDirectoryError, discover, find_quality, read_suppression_results
+from clipsteer.steer.results import BasisSummary, SteerabilitySummary
 
 
 def test_heatmap_tints_the_firing_patch_and_fades_the_rest() -> None:
@@ -41,8 +42,7 @@ def test_run_folders_without_saes_or_with_broken_files_are_refused(tmp_path: Pat
     with pytest.raises(RunDirectoryError, match="no clipsteer SAE folder"):
         discover(tmp_path)
     (tmp_path / "eval.json").write_text(json.dumps({"reconstruction": {"l0_cls": 3}}))
-    with pytest.raises(ValueError, match="eval.json: missing or malformed field 'explained_variance'"):
-        read_quality(tmp_path)
+    assert find_quality(tmp_path, tmp_path) is None  # not an EvalResult: the report measures quality itself
     (tmp_path / "debias" / "x").mkdir(parents=True)
     (tmp_path / "debias" / "x" / "result.json").write_text(json.dumps({"before": {}, "after": {}}))
     with pytest.raises(ValueError, match="result.json: missing or malformed field 'features'"):
@@ -60,8 +60,8 @@ def test_steerability_is_matched_to_its_own_sae_when_paths_were_recorded_relativ
         steer.mkdir()
         (steer / "features_sae.jsonl").write_text("")
         recorded = f"elsewhere/sweep/layer{layer}/train/saes/topk"
-        (steer / "summary.json").write_text(json.dumps({"site": f"blocks.{layer}.resid_post",
-                                                        "config": {"sae": recorded}}))
+        SteerabilitySummary(site=f"blocks.{layer}.resid_post", vocabulary_size=3,
+                            bases={"sae": BasisSummary.of([])}, config={"sae": recorded}).write(steer)
     for layer in (1, 2):
         sae_dir = run / f"layer{layer}" / "train" / "saes" / "topk"
         assert find_steering(run, sae_dir, f"blocks.{layer}.resid_post", 1) == run / f"layer{layer}" / "steerability"
@@ -78,3 +78,14 @@ def test_thumbnails_are_refused_from_a_dataset_other_than_the_stores(tmp_path: P
         open_store_dataset(str(folder), "0123456789abcdef", None, tmp_path / "store")
     with pytest.raises(FileNotFoundError, match="cannot open the images it was harvested from"):
         open_store_dataset(str(tmp_path / "gone"), "0123456789abcdef", None, tmp_path / "store")
+
+
+def test_quality_from_the_card_pass_when_a_run_has_no_evaluation(tmp_path: Path) -> None:
+    from clipsteer.report.cards import CardPass
+    from clipsteer.report.commands import quality_from_pass
+
+    frequencies = np.array([0.0, 0.01, 0.1, 0.0])
+    reconstruction = {"explained_variance": 0.9, "l0_patches": 3.0, "l0_cls": 2.0, "dead_fraction": 0.5}
+    quality = quality_from_pass(CardPass([], frequencies, reconstruction, 7), tmp_path)
+    assert (quality.explained_variance, quality.l0_cls, quality.dead_fraction) == (0.9, 2.0, 0.5)
+    assert sum(quality.density_counts) == 2 and "no eval.json found" in quality.source

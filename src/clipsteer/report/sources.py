@@ -1,12 +1,13 @@
 """What the report reads from a run directory, in one place: discovery and the views the pages need.
 
-The report never parses another package's files anywhere else. Each reader below turns one output
-into a small typed view; when a package gains its own typed reader (`EvalResult`, `SteerabilitySummary`,
-the debias / typographic results), only the function that reads that file changes.
+The report reads other packages' outputs here only, through their typed readers (`EvalResult`,
+`SteerabilitySummary`, `read_feature_rows`), into the small views the pages need. Outputs that have no
+reader yet (the concept match, the debias / typographic results) are parsed here too, each in one
+function, so connecting their readers later changes one function.
 
 A run directory is searched, not assumed: every clipsteer SAE folder under it (`config.json` with
 `"format": "clipsteer-sae"` + `sae.safetensors`) is one entry. Its activation store is the complete
-store under the run with the SAE's site; its evaluation is `eval.json` in the SAE folder; its
+store under the run with the SAE's site; its evaluation is the `eval.json` that names the SAE; its
 steerability is the folder whose `summary.json` names that SAE (or, failing that, the only one at its
 site). Optional results (debiasing, typographic defense) are shown when their files exist.
 """
@@ -16,9 +17,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipsteer.activations.format import METADATA_FILE
 from clipsteer.sae.io import CONFIG_NAME, FORMAT, WEIGHTS_NAME
+
+if TYPE_CHECKING:
+    from clipsteer.evaluate.results import EvalResult
 
 
 class RunDirectoryError(FileNotFoundError):
@@ -166,94 +171,92 @@ def _same_path(recorded: str, target: Path, run: Path) -> bool:
     return len(path.parts) >= len(inside) and path.parts[len(path.parts) - len(inside):] == inside
 
 
-def read_quality(sae_dir: Path) -> Quality | None:
-    """`eval.json` in the SAE folder (written by `clipsteer eval`), or None."""
-    path = sae_dir / "eval.json"
+def find_quality(run: Path, sae_dir: Path) -> Quality | None:
+    """The evaluation (`EvalResult`) that names `sae_dir`, anywhere under the run, or None. Files named
+    eval.json that do not read as an `EvalResult` (another tool's, or half-written) are passed over."""
+    from clipsteer.evaluate.results import EvalResult
+
+    for path in sorted(run.rglob(EvalResult.FILE)):
+        if not EvalResult.done(path.parent):
+            continue
+        result = EvalResult.read(path.parent)
+        if path.parent == sae_dir or _same_path(result.sae, sae_dir, run):
+            return quality_of(result, path)
+    return None
+
+
+def quality_of(result: EvalResult, path: Path) -> Quality:
+    from clipsteer.evaluate.results import FactorSummary
+
+    r, f = result.reconstruction, result.factor_recovery
+    density = result.density_histogram
+    best = ({name: (int(v["best_feature"]), float(v["auroc"])) for name, v in f.image.get("factors", {}).items()}
+            if f else {})
+    return Quality(explained_variance=r.explained_variance, l0_patches=r.l0_patches, l0_cls=r.l0_cls,
+                   dead_fraction=r.dead_fraction, source=f"{path} ({result.n_images} images of {result.dataset})",
+                   ce_recovered_pct=result.downstream.ce_recovered_pct if result.downstream else None,
+                   factor_auroc=FactorSummary.mean(f.image_auroc) if f and f.image_auroc else None,
+                   factor_auroc_control=FactorSummary.mean(f.control_image_auroc) if f and f.control_image_auroc
+                   else None,
+                   density_edges=tuple(density.get("edges", ())), density_counts=tuple(density.get("counts", ())),
+                   factor_best=best)
+
+
+def read_concept_matches(directory: Path) -> tuple[dict[int, dict[str, float]], frozenset[int]]:
+    """`concept_matches.json` of the layer sweep: feature → {factor: AUROC}, and the matched features."""
+    path = directory / "concept_matches.json"
     if not path.is_file():
-        return None
-    data = _read_json(path)
+        return {}, frozenset()
     try:
-        rec = data["reconstruction"]
-        down = data.get("downstream", {})
-        fac = data.get("factor_recovery", {})
-        control = fac.get("untrained_control_image_mean_auroc_by_group", {})
-        groups = [g for g in ("shape", "colour", "background") if g in control]
-        density = data.get("density_histogram", {})
-        best = {name: (int(v["best_feature"]), float(v["auroc"]))
-                for name, v in fac.get("image", {}).get("factors", {}).items()}
-        return Quality(explained_variance=float(rec["explained_variance"]), l0_patches=rec.get("l0_patches"),
-                       l0_cls=rec.get("l0_cls"), dead_fraction=float(rec["dead_fraction"]), source=str(path),
-                       ce_recovered_pct=down.get("ce_recovered_pct"),
-                       factor_auroc=fac.get("image_mean_auroc_shape_colour_background"),
-                       factor_auroc_control=sum(control[g] for g in groups) / len(groups) if groups else None,
-                       density_edges=tuple(density.get("edges", ())), density_counts=tuple(density.get("counts", ())),
-                       factor_best=best)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: missing or malformed field {err}; expected the output of `clipsteer eval`") from err
-
-
-def _read_rows(path: Path) -> tuple[FeatureScore, ...]:
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                r = json.loads(line)
-                rows.append(FeatureScore(int(r["feature"]), float(r["steerability"]), float(r["power"]),
-                                         str(r["top_concept"]), bool(r["steerable"])))
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{path}:{n}: expected a steerability row "
-                                 f"(feature, steerability, power, top_concept, steerable): {err}") from err
-    return tuple(rows)
+        rows = _read_json(path).get("all", [])
+        detected = {int(r["feature"]): {k: float(v) for k, v in r.get("detects", {}).items()} for r in rows}
+        return detected, frozenset(int(r["feature"]) for r in rows if r.get("matches"))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: malformed concept-match row ({err}); rerun `clipsteer layer-sweep`") from err
 
 
 def read_steering(directory: Path) -> Steering:
-    """A `clipsteer steerability` output folder (summary.json + features_<basis>.jsonl)."""
-    summary_path = directory / "summary.json"
-    data = _read_json(summary_path)
+    """A `clipsteer steerability` output folder (`SteerabilitySummary` + feature rows per basis)."""
+    from clipsteer.steer.results import SteerabilitySummary, read_feature_rows, rows_file
+
+    summary = SteerabilitySummary.read(directory)
+    config = summary.config
+    rows = {b: tuple(FeatureScore(r.feature, r.steerability, r.power, r.top_concept, r.steerable)
+                     for r in read_feature_rows(directory, b))
+            for b in summary.bases if rows_file(directory, b).is_file()}
+    detected, matched = read_concept_matches(directory)
     try:
-        config = data["config"]
-        bases = [b for b in ("sae", "neurons", "random_sae", "random_neurons") if b in data]
-        rows = {b: _read_rows(directory / f"features_{b}.jsonl") for b in bases
-                if (directory / f"features_{b}.jsonl").is_file()}
-        curves = {int(j): StrengthCurve(tuple(c["alpha"]), tuple(c["steerability"]), tuple(c["power"]))
-                  for j, c in data.get("strength_curves", {}).items()}
-        sweep = {basis: {float(a): float(f) for a, f in by_alpha.items()}
-                 for basis, by_alpha in data.get("alpha_sweep", {}).items()}
-        detected: dict[int, dict[str, float]] = {}
-        matched: set[int] = set()
-        match_path = directory / "concept_matches.json"
-        if match_path.is_file():
-            for r in _read_json(match_path).get("all", []):
-                detected[int(r["feature"])] = {k: float(v) for k, v in r.get("detects", {}).items()}
-                if r.get("matches"):
-                    matched.add(int(r["feature"]))
         vocabulary = config.get("vocabulary")
-        return Steering(directory=directory, site=str(data["site"]), alpha=float(config["alpha"]),
+        return Steering(directory=directory, site=summary.site, alpha=float(config["alpha"]),
                         temperature=float(config["temperature"]), threshold=float(config["threshold"]),
                         tokens=str(config["tokens"]), images=str(config["images"]), n_images=int(config["n_images"]),
-                        vocabulary=Path(vocabulary) if vocabulary not in (None, "None") else None,
-                        vocab_size=int(config["vocab_size"]),
-                        n_words=int(data.get("vocabulary_size", config["vocab_size"])),
-                        fractions={b: float(data[b]["fraction_steerable"]) for b in bases}, rows=rows,
-                        alpha_sweep=sweep, strength_curves=curves, detected_factors=detected,
-                        concept_matched=frozenset(matched))
+                        vocabulary=Path(vocabulary) if vocabulary else None, vocab_size=int(config["vocab_size"]),
+                        n_words=summary.vocabulary_size,
+                        fractions={b: s.fraction_steerable for b, s in summary.bases.items()}, rows=rows,
+                        alpha_sweep={b: {float(a): f for a, f in by_alpha.items()}
+                                     for b, by_alpha in summary.alpha_sweep.items()},
+                        strength_curves={int(j): StrengthCurve(c.alpha, c.steerability, c.power)
+                                         for j, c in summary.strength_curves.items()},
+                        detected_factors=detected, concept_matched=matched)
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{summary_path}: missing or malformed field {err}; expected the output of "
+        raise ValueError(f"{directory / summary.FILE}: its config lacks {err}; expected the settings of "
                          f"`clipsteer steerability`") from err
 
 
 def find_steering(run: Path, sae_dir: Path, site: str, n_saes_at_site: int) -> Path | None:
     """The steerability folder that scored `sae_dir`: named in its summary, or the only one at the site."""
+    from clipsteer.steer.results import SteerabilitySummary
+
     by_site = []
-    for summary in sorted(run.rglob("summary.json")):
-        if not (summary.parent / "features_sae.jsonl").is_file():
+    for path in sorted(run.rglob(SteerabilitySummary.FILE)):
+        if not (path.parent / "features_sae.jsonl").is_file():
             continue
-        data = _read_json(summary)
-        recorded = str(data.get("config", {}).get("sae"))
-        if recorded not in ("None", "") and _same_path(recorded, sae_dir, run):
-            return summary.parent
-        if data.get("site") == site:
-            by_site.append(summary.parent)
+        summary = SteerabilitySummary.read(path.parent)
+        recorded = summary.config.get("sae")
+        if recorded and _same_path(str(recorded), sae_dir, run):
+            return path.parent
+        if summary.site == site:
+            by_site.append(path.parent)
     return by_site[0] if len(by_site) == 1 and n_saes_at_site == 1 else None
 
 
@@ -276,7 +279,7 @@ def discover(run: str | Path) -> list[SAEEntry]:
         name = sae_dir.relative_to(run).as_posix()
         entries.append(SAEEntry(name=name, sae_dir=sae_dir, site=site, d_sae=int(config["d_sae"]),
                                 architecture=str(config.get("architecture")), model=config.get("model"),
-                                store_dir=stores.get(site), quality=read_quality(sae_dir),
+                                store_dir=stores.get(site), quality=find_quality(run, sae_dir),
                                 steering=read_steering(steer_dir) if steer_dir else None))
     return entries
 
