@@ -16,8 +16,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/clipsteer demo
 
+# The report's browser test needs Chromium: installed here when missing (Debian/apt, ~1 min, 113 MB).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(VENV)/.installed

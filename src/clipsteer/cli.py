@@ -60,6 +60,8 @@ COMMANDS: dict[str, Command] = {
                     "Evaluate an SAE: L0 (CLS/patches), EV, dead/dense, CE recovered, factor recovery on the world."),
     "steerability": Command("clipsteer.steer.commands:steerability", "clipsteer.steer.commands:SteerabilityConfig",
                             "Score how precisely each SAE feature / neuron steers CLIP (vs a random-weights control)."),
+    "report": Command("clipsteer.report.commands:report", "clipsteer.report.commands:ReportConfig",
+                      "Write a static HTML report of a run: SAE quality, steerability and a feature browser."),
     "layer-sweep": Command("clipsteer.experiments.layer_sweep:layer_sweep",
                            "clipsteer.experiments.layer_sweep:LayerSweepConfig",
                            "Harvest, train, evaluate and steer at every layer; per-layer table and plot."),
