@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from reliability_helpers import SITE, TRAIN_FLAGS, child_env
 
 from clipsteer.activations.format import PROGRESS_FILE
 from clipsteer.cli import run_command
-from conftest import SITE, TRAIN_FLAGS, child_env
 
 HARVEST_ARGS = ["--sites", SITE, "--images-per-batch", "4", "--shard-rows", "20", "--workers", "0"]
 

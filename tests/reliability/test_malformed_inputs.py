@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reliability_helpers import TRAIN_FLAGS, Cli, one_line
 
 from clipsteer.activations.format import METADATA_FILE, shard_file
-from conftest import TRAIN_FLAGS, Cli, one_line
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from reliability_helpers import SITE, TRAIN_FLAGS, Cli, one_line
 
 from clipsteer.atomic import TMP_SUFFIX
-from conftest import SITE, TRAIN_FLAGS, Cli, one_line
 
 
 def mount_tmpfs(where: Path, options: str) -> None:

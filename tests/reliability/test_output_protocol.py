@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reliability_helpers import SITE, Cli, make_images, one_line
 
 from clipsteer.activations import ActivationStore
 from clipsteer.activations.format import StoreIntegrityError
@@ -22,7 +23,6 @@ from clipsteer.errors import FolderLockedError
 from clipsteer.models.testing import tiny_backbone
 from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.sae.io import save_sae
-from conftest import SITE, Cli, make_images, one_line
 
 
 def mode(path: Path) -> int:
