@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 
 from clipsteer.atomic import atomic_directory
-from clipsteer.sae.hooks import UnknownSiteWarning
 from clipsteer.sae import (
     SAEConfig,
     SAEConfigError,
@@ -28,6 +27,7 @@ from clipsteer.sae import (
     load_saelens_sae,
     save_sae,
 )
+from clipsteer.sae.hooks import UnknownSiteWarning
 
 D_IN, D_SAE = 12, 40
 
