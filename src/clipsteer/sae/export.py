@@ -3,7 +3,8 @@
 SAELens (what `SAE.save_model` writes and `SAE.load_from_disk` reads):
     cfg.json                  {"architecture", "d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input": true,
                                "normalize_activations", "reshape_activations": "none", ["k",
-                               "rescale_acts_by_decoder_norm": false], "metadata": {"model_name", "hook_name", ...}}
+                               "rescale_acts_by_decoder_norm": false], "metadata": {"sae_lens_version": "6.0.0",
+                               "model_name", "hook_name", ...}}
     sae_weights.safetensors   W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in], threshold [d_sae]
 ViT-Prisma (what `SparseAutoencoder.load_from_pretrained(weights.pt)` reads: a plain state dict, and
 `VisionModelSAERunnerConfig.load_config(config.json)` beside it):
@@ -42,6 +43,7 @@ from clipsteer.sae.model import SparseAutoencoder
 ExportFormat = Literal["saelens", "prisma"]
 _SAELENS_NORMALIZATION = {"none": "none", "layer_norm": "layer_norm", "token_rescale": "constant_norm_rescale"}
 PRISMA_WEIGHTS_NAME = "weights.pt"
+SAELENS_LAYOUT_VERSION = "6.0.0"
 
 
 class ExportError(ValueError):
@@ -81,8 +83,10 @@ def saelens_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]
                 raise ExportError("this BatchTopK SAE has no inference threshold yet (train it longer than one "
                                   "step); SAELens would need one per feature")
             tensors["threshold"] = torch.full((config.d_sae,), max(threshold, 0.0))
-    cfg["metadata"] = {"model_name": config.model, "hook_name": _hook_name(config.site),
-                       "hook_head_index": None, "exported_by": _exporter_tag(), "clipsteer_tokens": config.tokens}
+    # sae_lens_version names the cfg.json layout: SAELens reads `metadata` only from files marked ≥ 6.0.
+    cfg["metadata"] = {"sae_lens_version": SAELENS_LAYOUT_VERSION, "model_name": config.model,
+                       "hook_name": _hook_name(config.site), "hook_head_index": None,
+                       "exported_by": _exporter_tag(), "clipsteer_tokens": config.tokens}
     return cfg, tensors
 
 
