@@ -129,19 +129,19 @@ def _bin_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _model_class(config: dict, config_file: Path, folder: Path) -> type:
-    model_type = config.get("model_type")
-    if model_type == "clip":
+def _check_model_type(config: dict, config_file: Path) -> None:
+    if config.get("model_type") not in ("clip", "clip_vision_model"):
+        raise CheckpointError(
+            f"{config_file}: model_type={config.get('model_type')!r} is not a CLIP checkpoint; expected 'clip' "
+            f"(CLIPModel) or 'clip_vision_model' (CLIPVisionModel[WithProjection])"
+        )
+
+
+def _model_class(config: dict, names: set[str]) -> type:
+    """CLIPModel, or for a vision tower the class its weights hold (with a projection head or without)."""
+    if config.get("model_type") == "clip":
         return CLIPModel
-    if model_type == "clip_vision_model":
-        names = _weight_names(folder)
-        has_projection = ("visual_projection.weight" in names if names is not None
-                          else "CLIPVisionModelWithProjection" in (config.get("architectures") or []))
-        return CLIPVisionModelWithProjection if has_projection else CLIPVisionModel
-    raise CheckpointError(
-        f"{config_file}: model_type={model_type!r} is not a CLIP checkpoint; expected 'clip' "
-        f"(CLIPModel) or 'clip_vision_model' (CLIPVisionModel[WithProjection])"
-    )
+    return CLIPVisionModelWithProjection if "visual_projection.weight" in names else CLIPVisionModel
 
 
 def load_clip(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -158,17 +158,20 @@ def load_clip(name_or_path: str | Path, device: str | torch.device = "cpu", dtyp
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
-    model_cls = _model_class(config, config_file, folder)
+    _check_model_type(config, config_file)
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise CheckpointError(f"{folder} has no weights; expected one of {list(WEIGHT_FILES)}")
-    if _weight_names(folder) is not None:
+    names = _weight_names(folder)
+    state = _bin_state_dict(folder) if names is None else None
+    model_cls = _model_class(config, names if state is None else set(state))
+    if state is None:
         model = model_cls.from_pretrained(folder, dtype=dtype)
     else:
         hf_config = AutoConfig.from_pretrained(folder)
         if model_cls is not CLIPModel:
             hf_config = getattr(hf_config, "vision_config", hf_config)
         try:
-            model = model_from_state_dict(model_cls, hf_config, _bin_state_dict(folder), folder).to(dtype)
+            model = model_from_state_dict(model_cls, hf_config, state, folder).to(dtype)
         except OpenCLIPFormatError as error:
             raise CheckpointError(str(error)) from None
     model = model.to(device).eval()

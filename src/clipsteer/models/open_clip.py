@@ -247,7 +247,7 @@ def model_from_state_dict(model_cls: type, config: Any, state: dict[str, Tensor]
     missing = sorted(k for k in expected if k not in state and not k.endswith("position_ids"))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise OpenCLIPFormatError(f"{where}: converted weights do not fit {model_cls.__name__}: missing {missing[:8]}, "
+        raise OpenCLIPFormatError(f"{where}: the weights do not fit {model_cls.__name__}: missing {missing[:8]}, "
                                   f"unexpected {unexpected[:8]}")
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
