@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
@@ -11,12 +10,13 @@ import torch
 import tyro
 
 from clipsteer.cli import run_command
+from clipsteer.evaluate.results import Downstream, EvalResult, Reconstruction
 from clipsteer.sae import SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig, load_any_sae
 from clipsteer.sae.commands import TrainConfig
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.push import NOT_RECORDED
 
-TRAINER = TrainerConfig(batch_size=32, total_tokens=640, lr=1e-3, lr_warmup_steps=2, init_samples=64,
+TRAINER = TrainerConfig(tokens_per_batch=32, total_tokens=640, lr=1e-3, lr_warmup_steps=2, init_samples=64,
                         checkpoint_every=10, log_every=5)
 OBJECTIVE = ObjectiveConfig(ghost_grads=False)
 
@@ -30,10 +30,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        model="org/tiny-clip")
     Trainer([SAERecipe("topk_x4_k3", config, OBJECTIVE)], TensorSource(data), TRAINER, run_dir=run,
             extra={"store": "acts/blocks.1.resid_post", "tokens": "patches"}).run()
-    # an eval result in the shape `clipsteer eval` writes (numbers made up for the card test)
-    evaluation = {"config": {"world_split": "test"}, "reconstruction": {"explained_variance": 0.8125, "l0_patches": 3.0,
-                  "l0_cls": 2.5, "dead_fraction": 0.0625}, "downstream": {"ce_recovered_pct": 91.25}}
-    (run / "saes" / "topk_x4_k3" / "eval.json").write_text(json.dumps(evaluation))
+    # an eval result written by `clipsteer eval`'s own writer (numbers made up for the card test)
+    EvalResult(sae="topk_x4_k3", site="blocks.1.resid_post", model="org/tiny-clip", dataset="world:test", n_images=10,
+               reconstruction=Reconstruction(tokens=100, explained_variance=0.8125, nmse=0.2, cosine=0.9, l0_cls=2.5,
+                                             l0_patches=3.0, l0_patches_fraction=3 / 32, dead_fraction=0.0625,
+                                             dense_fraction=0.0),
+               density_histogram={}, downstream=Downstream(n_images=10, classes=("a", "b"), embedding_cosine=0.9,
+                                                           kl_zero_shot=0.1, agreement=0.9, ce_recovered_pct=91.25),
+               factor_recovery=None, config={}).write(run / "saes" / "topk_x4_k3")
     return run
 
 

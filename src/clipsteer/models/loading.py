@@ -27,8 +27,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from clipsteer.models.names import BUILTIN_PREFIX, builtin_dir, resolve_model
 from clipsteer.hub import HubError, resolve_hub_path
+from clipsteer.models.names import BUILTIN_PREFIX, builtin_dir, resolve_model
 from clipsteer.models.open_clip import (
     OPEN_CLIP_CONFIG,
     OPEN_CLIP_WEIGHTS,

@@ -35,7 +35,7 @@ import tyro
 from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_bytes, atomic_write_json
 from clipsteer.hub import is_hub_address
 from clipsteer.models.sites import SITE_PATTERN
-from clipsteer.sae.hooks import hook_name_from_site
+from clipsteer.sae.hook_names import hook_name_from_site
 from clipsteer.sae.io import inference_tensors
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 import tyro
 
 from clipsteer.atomic import atomic_directory, atomic_write_text
+from clipsteer.evaluate.results import EvalResult
 from clipsteer.hub import HubError, hub_offline, parse_hub_address
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
@@ -99,13 +100,13 @@ def _metric(value: Any, percent: bool = False, digits: int = 3) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.{digits}f}"
 
 
-def model_card(config: SAEConfig, repo_id: str, subfolder: str | None, evaluation: dict[str, Any] | None,
+def model_card(config: SAEConfig, repo_id: str, subfolder: str | None, evaluation: EvalResult | None,
                record: TrainingRecord | None) -> str:
     """README.md for the Hub: YAML front matter, the SAE's facts, metrics and how it was trained."""
     address = f"hf://{repo_id}" + (f"/{subfolder}" if subfolder else "")
-    recon = (evaluation or {}).get("reconstruction") or {}
-    downstream = (evaluation or {}).get("downstream") or {}
-    ce = downstream.get("ce_recovered_pct")
+    recon = dataclasses.asdict(evaluation.reconstruction) if evaluation is not None else {}
+    downstream = evaluation.downstream if evaluation is not None else None
+    ce = downstream.ce_recovered_pct if downstream is not None else None
     total_tokens = (record.trainer.get("total_tokens") if record else None)
     rows = [
         ("Model", config.model or NOT_RECORDED), ("Site", config.site or NOT_RECORDED),
@@ -127,7 +128,7 @@ def model_card(config: SAEConfig, repo_id: str, subfolder: str | None, evaluatio
               "[clipsteer](https://pypi.org/project/clipsteer/).", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     if evaluation is not None:
-        lines += ["", f"Metrics from `eval.json` (clipsteer eval, split {evaluation.get('config', {}).get('world_split', '?')})."]
+        lines += ["", f"Metrics from `eval.json` (clipsteer eval on {evaluation.dataset}, {evaluation.n_images} images)."]
     lines += ["", "## Use", "", "```python", "from clipsteer.sae import load_any_sae", "",
               f'sae = load_any_sae("{address}")', "codes = sae.encode(h)          # h [B, T, d_in] at the site above",
               "```", "", "## Training", ""]
@@ -144,7 +145,7 @@ def stage_push_folder(sae_path: Path, out: Path, repo_id: str, subfolder: str | 
     """Write the folder that `push` uploads (see module docstring) to `out`, atomically."""
     sae = load_any_sae(sae_path)
     eval_path = eval_path or (sae_path / "eval.json" if sae_path.is_dir() else None)
-    evaluation = json.loads(eval_path.read_text()) if eval_path is not None and eval_path.is_file() else None
+    evaluation = EvalResult.read(eval_path) if eval_path is not None and eval_path.is_file() else None
     record = TrainingRecord.find(sae_path, run, sae_path.name)
     with atomic_directory(out) as tmp:
         save_sae(sae, tmp / "sae")
