@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from clipsteer.sae.hook_names import UnknownSiteWarning
 from safetensors.torch import save_file
 
 from clipsteer.atomic import atomic_directory
@@ -28,6 +27,7 @@ from clipsteer.sae import (
     load_saelens_sae,
     save_sae,
 )
+from clipsteer.sae.hook_names import UnknownSiteWarning
 
 D_IN, D_SAE = 12, 40
 
