@@ -46,7 +46,7 @@ from clipsteer.experiments.suppression import (
     FeatureSelection,
     PromptClassifier,
     Ranking,
-    capture_site,
+    capture_sites,
     choose,
     embed,
     image_scores,
@@ -70,7 +70,7 @@ class DebiasConfig:
     saes: tuple[Path, ...]
     """SAE folders to compare (typically one per layer); each SAE's config names its hook site."""
     out: Path = Path("runs/debias")
-    """Run directory: config.json, result.json, features_<site>.json, debias_layers.png."""
+    """Run directory: config.json, result.json, features_<n>_<site>.json, debias_layers.png."""
     model: str | None = None
     """CLIP checkpoint folder or hub id; default: the shipped toy CLIP."""
     dataset: str = "world:background"
@@ -196,6 +196,7 @@ class GroupTask:
 
     def __init__(self, backbone: Backbone, config: DebiasConfig):
         self.backbone, self.config = backbone, config
+        self.sites: list[str] = []  # captured together, in one forward per batch
         splits = dict(zip(SPLIT_ROLES, (config.select_split, config.choose_split, config.report_split), strict=True))
         self.splits = {role: self._split(open_labelled(config.dataset, name)) for role, name in splits.items()}
         reference = self.splits["select"].dataset
@@ -219,8 +220,9 @@ class GroupTask:
     def hidden(self, role: str, site: str) -> Tensor:
         split = self.splits[role]
         if site not in split.hidden:
-            split.hidden = {site: capture_site(self.backbone, split.dataset, split.indices.tolist(), site,
-                                               self.config.images_per_batch, desc=f"{role} {site}")}
+            sites = list(dict.fromkeys([*self.sites, site]))
+            split.hidden = capture_sites(self.backbone, split.dataset, split.indices.tolist(), sites,
+                                         self.config.images_per_batch, desc=f"{role} images")
         return split.hidden[site]
 
     def metrics(self, role: str, embeddings: Tensor) -> GroupMetrics:
@@ -307,17 +309,20 @@ def orth_proj(task: GroupTask, site: str) -> MethodResult:
     return MethodResult("orth_proj", 0, "none", (), project("choose"), project("report"))
 
 
-def debias_layer(task: GroupTask, sae_path: Path) -> tuple[LayerResult, dict]:
-    """All methods at one SAE's site; also returns the selected features' details for the run folder."""
+def load_dictionary(path: Path, device: str) -> tuple[str, LinearDictionary]:
+    """(hook site, dictionary) of an SAE folder; the SAE's config must name its site."""
     from clipsteer.sae.loading import load_any_sae
     from clipsteer.steer.sae_adapter import SAEDictionary
 
+    sae = load_any_sae(path, device=device)
+    if sae.config.site is None:
+        raise ValueError(f"{path}: the SAE's config records no hook site; suppression needs it")
+    return sae.config.site, SAEDictionary(sae)
+
+
+def debias_layer(task: GroupTask, sae_path: Path, site: str, dictionary: LinearDictionary) -> tuple[LayerResult, dict]:
+    """All methods at one SAE's site; also returns the selected features' details for the run folder."""
     config = task.config
-    sae = load_any_sae(sae_path, device=config.device)
-    site = sae.config.site
-    if site is None:
-        raise ValueError(f"{sae_path}: the SAE's config records no hook site; debias needs one per SAE")
-    dictionary = SAEDictionary(sae)
     sae_result, candidates, rankings = suppress_and_choose(task, site, dictionary, "sae", config.selection.op)
     methods = {"sae": sae_result}
     if "random" in config.controls:
@@ -364,12 +369,13 @@ def run_debias(backbone: Backbone, config: DebiasConfig) -> DebiasResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     task = GroupTask(backbone, config)
-    layers, details = [], {}
-    for path in config.saes:
-        layer, detail = debias_layer(task, Path(path))
+    dictionaries = [load_dictionary(Path(path), config.device) for path in config.saes]
+    task.sites = list(dict.fromkeys(site for site, _ in dictionaries))
+    layers = []
+    for n, (path, (site, dictionary)) in enumerate(zip(config.saes, dictionaries, strict=True)):
+        layer, detail = debias_layer(task, Path(path), site, dictionary)
         layers.append(layer)
-        details[layer.site] = detail
-        atomic_write_json(out / f"features_{layer.site}.json", detail)
+        atomic_write_json(out / f"features_{n}_{layer.site}.json", detail)
         print(_layer_line(layer))
     first_site = layers[-1].site  # zero-shot does not depend on the site; this one is cached
     base = MethodResult("zero_shot", 0, "none", (), task.measure("choose", first_site),

@@ -73,14 +73,17 @@ def load_pixels(backbone: Backbone, dataset: ImageDataset, indices: Sequence[int
 
 
 @torch.no_grad()
-def capture_site(backbone: Backbone, dataset: ImageDataset, indices: Sequence[int], site: str,
-                 images_per_batch: int = 256, desc: str = "capture") -> Tensor:
-    """Activations at `site` of the images at `indices`: [N, T, d] (float32, on the CPU)."""
-    chunks = []
+def capture_sites(backbone: Backbone, dataset: ImageDataset, indices: Sequence[int], sites: Sequence[str],
+                  images_per_batch: int = 256, desc: str = "capture") -> dict[str, Tensor]:
+    """Activations at each site (one forward per batch) of the images at `indices`:
+    {site: [N, T, d]} (float32, on the CPU, keyed by the names given)."""
+    chunks: dict[str, list[Tensor]] = {site: [] for site in sites}
     for start in tqdm(range(0, len(indices), images_per_batch), desc=desc, leave=False):
         pixels = load_pixels(backbone, dataset, indices[start:start + images_per_batch])
-        chunks.append(backbone.capture(pixels, [site])[backbone.site(site).name].float().cpu())
-    return torch.cat(chunks)
+        captured = backbone.capture(pixels, list(sites))
+        for site in sites:
+            chunks[site].append(captured[backbone.site(site).name].float().cpu())
+    return {site: torch.cat(parts) for site, parts in chunks.items()}
 
 
 @torch.no_grad()

@@ -38,12 +38,13 @@ from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import LABEL, TEXT, LabelledDataset, text_mask
 from clipsteer.data.typographic import VARIANTS, RenderedAttacks
 from clipsteer.evaluate.auroc import auroc
+from clipsteer.experiments.debias import load_dictionary
 from clipsteer.experiments.suppression import (
     Choice,
     FeatureSelection,
     PromptClassifier,
     Ranking,
-    capture_site,
+    capture_sites,
     choose,
     embed,
     image_scores,
@@ -67,7 +68,7 @@ class TypographicDefenseConfig:
     saes: tuple[Path, ...]
     """SAE folders to compare (typically one per layer); each SAE's config names its hook site."""
     out: Path = Path("runs/typographic")
-    """Run directory: config.json, result.json, features_<site>.json, typographic_layers.png."""
+    """Run directory: config.json, result.json, features_<n>_<site>.json, typographic_layers.png."""
     model: str | None = None
     """CLIP checkpoint folder or hub id; default: the shipped toy CLIP."""
     dataset: str = "world:typographic"
@@ -174,6 +175,7 @@ class PairedSplit:
 class TypographicTask:
     def __init__(self, backbone: Backbone, config: TypographicDefenseConfig):
         self.backbone, self.config = backbone, config
+        self.sites: list[str] = []  # captured together, in one forward per batch
         names = dict(zip(SPLIT_ROLES, (config.select_split, config.choose_split, config.report_split), strict=True))
         self.splits = {role: self._split(paired_split(config.dataset, name, backbone.image_size, config.attack_seed),
                                          with_mask=role == "select")
@@ -197,11 +199,10 @@ class TypographicTask:
     def hidden(self, role: str, variant: str, site: str) -> Tensor:
         split = self.splits[role]
         if (variant, site) not in split.hidden:
-            if any(s != site for _, s in split.hidden):
-                split.hidden = {}  # one site at a time bounds memory
-            split.hidden[(variant, site)] = capture_site(self.backbone, split.variants[variant],
-                                                         split.indices.tolist(), site, self.config.images_per_batch,
-                                                         desc=f"{role} {variant} {site}")
+            sites = list(dict.fromkeys([*self.sites, site]))
+            captured = capture_sites(self.backbone, split.variants[variant], split.indices.tolist(), sites,
+                                     self.config.images_per_batch, desc=f"{role} {variant}")
+            split.hidden.update({(variant, s): h for s, h in captured.items()})
         return split.hidden[(variant, site)]
 
     def predict(self, role: str, variant: str, site: str, fn=None) -> np.ndarray:
@@ -281,16 +282,9 @@ def _mean(ms: list[TypographicMetrics]) -> TypographicMetrics:
                                 for f in dataclasses.fields(TypographicMetrics)))
 
 
-def defend_layer(task: TypographicTask, sae_path: Path) -> tuple[TypographicLayer, dict]:
-    from clipsteer.sae.loading import load_any_sae
-    from clipsteer.steer.sae_adapter import SAEDictionary
-
+def defend_layer(task: TypographicTask, sae_path: Path, site: str,
+                 dictionary: LinearDictionary) -> tuple[TypographicLayer, dict]:
     config = task.config
-    sae = load_any_sae(sae_path, device=config.device)
-    site = sae.config.site
-    if site is None:
-        raise ValueError(f"{sae_path}: the SAE's config records no hook site; typographic-defense needs one")
-    dictionary = SAEDictionary(sae)
     sae_result, candidates, rankings = suppress_and_choose(task, site, dictionary, "sae", config.selection.op)
     methods = {"sae": sae_result}
     if "random" in config.controls:
@@ -322,11 +316,13 @@ def run_typographic_defense(backbone: Backbone, config: TypographicDefenseConfig
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     task = TypographicTask(backbone, config)
+    dictionaries = [load_dictionary(Path(path), config.device) for path in config.saes]
+    task.sites = list(dict.fromkeys(site for site, _ in dictionaries))
     layers = []
-    for path in config.saes:
-        layer, details = defend_layer(task, Path(path))
+    for n, (path, (site, dictionary)) in enumerate(zip(config.saes, dictionaries, strict=True)):
+        layer, details = defend_layer(task, Path(path), site, dictionary)
         layers.append(layer)
-        atomic_write_json(out / f"features_{layer.site}.json", details)
+        atomic_write_json(out / f"features_{n}_{layer.site}.json", details)
         print(_layer_line(layer))
     site = layers[-1].site  # no defense does not depend on the site; this one is cached
     base = TypographicMethod("no_defense", 0, "none", (), task.measure("choose", site), task.measure("report", site))
