@@ -22,7 +22,7 @@ def write_waterbirds(root: Path, per_group: dict[str, int] | None = None) -> Pat
     rows = ["img_id,img_filename,y,split,place,place_filename"]
     n = 0
     for split_id, split in enumerate(("train", "val", "test")):
-        for k in range(per_group[split]):
+        for _ in range(per_group[split]):
             for y in (0, 1):
                 for place in (0, 1):
                     name = f"{'001.Land' if y == 0 else '002.Water'}_bird/img_{n:04d}.jpg"

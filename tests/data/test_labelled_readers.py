@@ -10,8 +10,13 @@ import pytest
 from clipsteer.data import ImageReadError
 from clipsteer.data.labelled import DatasetFormatError, open_labelled
 from clipsteer.data.protocol import LABEL, SPURIOUS, TEXT, LabelledDataset, group_labels
-
-from labelled_fixtures import save_image, write_celeba, write_disentangling, write_label_text, write_waterbirds
+from labelled_fixtures import (
+    save_image,
+    write_celeba,
+    write_disentangling,
+    write_label_text,
+    write_waterbirds,
+)
 
 
 def test_waterbirds_reads_splits_labels_and_groups(tmp_path: Path) -> None:

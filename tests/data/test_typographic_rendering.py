@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelled_fixtures import write_waterbirds
 from PIL import Image
 
 from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import LABEL, TEXT, text_mask
 from clipsteer.data.typographic import AttackStyle, RenderedAttacks, render_attack, square_crop
+from labelled_fixtures import write_waterbirds
 
 
 def photo(seed: int = 0, size: tuple[int, int] = (90, 60)) -> Image.Image:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from labelled_fixtures import write_waterbirds
 
 from clipsteer.cli import run_command
 from clipsteer.data.labelled import open_labelled
@@ -20,6 +19,7 @@ from clipsteer.models.backbone import Backbone
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.model import SparseAutoencoder
+from labelled_fixtures import write_waterbirds
 
 TEMPLATE = "a photo of a {}"
 
