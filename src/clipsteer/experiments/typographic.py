@@ -8,7 +8,8 @@ template per class (Defense-Prefix: "a photo of a {}.").
 
 Selection statistic (on `select_split`), per feature: its image score is the max code over the
 patches that hold the written word (the attacked image's text mask; without a mask, over the
-suppression tokens), read at the same tokens of the attacked and of the clean image;
+suppression tokens), read at the same tokens of the attacked and of the clean image (or of the blank
+note, with `reference="blank"`);
 statistic = AUROC(score → attacked) − 0.5 over the 2N images, i.e. how reliably the feature fires more
 where text is written than at the same place without it. Target information = max over classes c of
 |AUROC(clean-image score over all tokens → class = c) − 0.5|; features above
@@ -83,6 +84,9 @@ class TypographicDefenseConfig:
     selection: FeatureSelection = field(default_factory=FeatureSelection)
     use_text_mask: bool = True
     """Score features on the written word's patches (when the dataset knows them)."""
+    reference: Literal["clean", "blank"] = "clean"
+    """The image the attacked one is compared with when ranking: clean, or blank (the same note without
+    the word: isolates reading from the note's occlusion)."""
     max_clean_drop: float = 0.02
     """Choice rule: a candidate may lower clean accuracy on choose_split by at most this much."""
     controls: tuple[Control, ...] = ("random", "neurons")
@@ -223,15 +227,17 @@ def rank_text_features(dictionary: LinearDictionary, task: TypographicTask, site
                        max_target_information: float) -> Ranking:
     """The typographic statistic (module docstring) for every feature of `dictionary`."""
     split = task.splits["select"]
-    attacked, clean = task.hidden("select", "attacked", site), task.hidden("select", "clean", site)
+    attacked = task.hidden("select", "attacked", site)
+    reference = task.hidden("select", task.config.reference, site)
     masks = split.text_tokens if split.text_tokens is not None else token_masks(tokens, attacked.shape[1])  # type: ignore[arg-type]
     if masks.ndim == 2:
         has_text = masks.any(dim=1)
-        attacked, clean, masks = attacked[has_text], clean[has_text], masks[has_text]
-    s_att, s_clean = image_scores(dictionary, attacked, masks), image_scores(dictionary, clean, masks)
-    is_attacked = torch.cat([torch.ones(len(s_att)), torch.zeros(len(s_clean))]).bool()
-    statistic = auroc(torch.cat([s_att, s_clean]), is_attacked) - 0.5
-    clean_all = image_scores(dictionary, task.hidden("select", "clean", site), token_masks("all", clean.shape[1]))
+        attacked, reference, masks = attacked[has_text], reference[has_text], masks[has_text]
+    s_att, s_ref = image_scores(dictionary, attacked, masks), image_scores(dictionary, reference, masks)
+    is_attacked = torch.cat([torch.ones(len(s_att)), torch.zeros(len(s_ref))]).bool()
+    statistic = auroc(torch.cat([s_att, s_ref]), is_attacked) - 0.5
+    clean = task.hidden("select", "clean", site)
+    clean_all = image_scores(dictionary, clean, token_masks("all", clean.shape[1]))
     classes = torch.from_numpy(np.stack([split.label == c for c in np.unique(split.label)], axis=1))
     target = (auroc(clean_all, classes) - 0.5).abs().amax(dim=0)
     return rank_features(statistic, target, max_target_information)
