@@ -1,7 +1,8 @@
 """Tables of `debias` / `typographic-defense` runs over SAE seeds: mean ± sd per layer and method.
 
-Each argument is a run folder (its `result.json` is read through the typed readers). Runs of one
-kind are grouped; numbers are on the report split, in points (accuracy × 100).
+Each argument is a run folder (its `result.json` is read through the typed readers). Folders named
+`<name>_L<layers>` are parts of one run at different layers (same splits) and are merged; runs on one
+dataset are then treated as SAE seeds. Numbers are on the report split, in points (accuracy × 100).
 
     python benchmarks/suppression_tables.py runs/m/background_seed0 runs/m/background_seed1 ...
 """
@@ -9,6 +10,7 @@ kind are grouped; numbers are on the report split, in points (accuracy × 100).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -72,17 +74,29 @@ def typographic_table(results: list[TypographicResult]) -> str:
     return "\n".join(lines)
 
 
+def merge(parts: list):
+    """One result from parts of a run that differ only in their layers (the baseline must agree)."""
+    first = parts[0]
+    baseline = "zero_shot" if isinstance(first, DebiasResult) else "no_defense"
+    assert all(getattr(p, baseline) == getattr(first, baseline) for p in parts), "parts disagree on the baseline"
+    layers = tuple(layer for p in parts for layer in p.layers)
+    score = (lambda m: m.choose.wga) if isinstance(first, DebiasResult) else (lambda m: m.choose.oca)
+    best = max(layers, key=lambda layer: score(layer.methods["sae"]))
+    return dataclasses.replace(first, layers=layers, best_site=best.site)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
-    debias, typographic = [], []
+    groups: dict[str, list] = {}
     for run in args.runs:
         path = run / "result.json"
-        if "no_defense" in json.loads(path.read_text()):
-            typographic.append(TypographicResult.from_json(path))
-        else:
-            debias.append(DebiasResult.from_json(path))
+        reader = TypographicResult if "no_defense" in json.loads(path.read_text()) else DebiasResult
+        groups.setdefault(run.name.rsplit("_L", 1)[0], []).append(reader.from_json(path))
+    merged = [merge(parts) for parts in groups.values()]
+    debias = [r for r in merged if isinstance(r, DebiasResult)]
+    typographic = [r for r in merged if isinstance(r, TypographicResult)]
     for dataset in dict.fromkeys(r.dataset for r in debias):
         print(debias_table([r for r in debias if r.dataset == dataset]), "\n")
     for dataset in dict.fromkeys(r.dataset for r in typographic):

@@ -3,6 +3,7 @@ random-weight CLIP: the real-data path end to end, checked against numbers compu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,12 @@ def test_debias_end_to_end_on_a_waterbirds_folder(setup: dict) -> None:
         assert set(layer.methods) == {"sae", "random", "neurons"}
         assert len(layer.methods["random"].report_draws) == 3
     assert result.orth_proj is not None and 0 <= result.orth_proj.report.wga <= 1
+    details = json.loads((out / "features_1_blocks.1.resid_post.json").read_text())
+    strengths = [f["spurious_strength"] for f in details["features"]]
+    assert strengths == sorted(strengths, reverse=True) and all(f["target_information"] <= 0.5 for f in details["features"])
+    assert details["suppressed"] == list(result.layers[1].methods["sae"].features)
+    first = details["features"][0]
+    assert set(first["top_concepts"]) == {"label", "spurious"} and len(first["top_images"]) == 8
     assert result.best_site in {"blocks.0.resid_post", "blocks.1.resid_post"}
 
 

@@ -56,6 +56,7 @@ from clipsteer.experiments.suppression import (
     rank_features,
     suppression_fn,
     token_masks,
+    top_label_concepts,
     within_auroc,
 )
 from clipsteer.models.backbone import Backbone
@@ -353,6 +354,7 @@ def feature_details(task: GroupTask, site: str, dictionary: LinearDictionary, ra
                           "target_information": float(ranking.target_information[j]),
                           "suppressed": int(j) in chosen.features,
                           "top_images": [int(split.indices[i]) for i in top[r]],
+                          "top_concepts": top_label_concepts(split.dataset, [int(split.indices[i]) for i in top[r]]),
                           "top_image_names": [_name(split.dataset, int(split.indices[i])) for i in top[r][:3]]}
                          for r, j in enumerate(listed.tolist())]}
 

@@ -233,6 +233,20 @@ def choose(candidates: Sequence[Choice], key: Callable[[Choice], float],
     return best if best is not None else candidates[0]
 
 
+def top_label_concepts(dataset: LabelledDataset, images: Sequence[int]) -> dict[str, tuple[str, float]]:
+    """Per label column, the most common value among `images` (e.g. a feature's top-activating images)
+    and the fraction of them that have it: what the feature's strongest images share."""
+    out = {}
+    names = dataset.label_names()
+    for column, values in dataset.labels().items():
+        picked = values[np.asarray(images, dtype=np.int64)]
+        picked = picked[picked >= 0]
+        if len(picked):
+            top = int(np.bincount(picked).argmax())
+            out[column] = (names[column][top], float((picked == top).mean()))
+    return out
+
+
 def random_features(alive: Tensor, k: int, generator: torch.Generator) -> list[int]:
     """k features drawn without replacement from the alive ones (bool [F])."""
     pool = torch.nonzero(alive).flatten()

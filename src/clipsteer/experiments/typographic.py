@@ -56,6 +56,7 @@ from clipsteer.experiments.suppression import (
     rank_features,
     suppression_fn,
     token_masks,
+    top_label_concepts,
 )
 from clipsteer.models.backbone import Backbone
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
@@ -310,7 +311,9 @@ def defend_layer(task: TypographicTask, sae_path: Path, site: str,
                "features": [{"feature": int(j), "statistic": float(ranking.statistic[j]),
                              "target_information": float(ranking.target_information[j]),
                              "suppressed": int(j) in sae_result.features,
-                             "top_attacked_images": [int(i) for i in top[r]]}
+                             "top_attacked_images": [int(i) for i in top[r]],
+                             "top_concepts": top_label_concepts(task.splits["select"].variants["attacked"],
+                                                                [int(i) for i in top[r]])}
                             for r, j in enumerate(listed.tolist())]}
     curve = tuple((c.k, c.tokens, c.metrics["oca"], c.metrics["clean"]) for c in candidates)
     return TypographicLayer(site, str(sae_path), methods, curve), details  # type: ignore[arg-type]
