@@ -280,10 +280,12 @@ def random_control(task: GroupTask, site: str, dictionary: LinearDictionary, sae
     config = task.config
     gen = torch.Generator().manual_seed(config.seed)
     draws, chooses, features = [], [], []
+    op = task.config.selection.op  # the SAE's own op, so the control differs only in which features
+    hidden = task.hidden("select", site)
+    means = mean_codes(dictionary, hidden, token_masks(sae_choice.tokens, hidden.shape[1])) if sae_choice.k else None  # type: ignore[arg-type]
     for _ in range(config.random_draws):
         feats = random_features(alive, sae_choice.k, gen) if sae_choice.k else []
-        fn = suppression_fn(dictionary, feats, sae_choice.tokens, "ablate", None,  # type: ignore[arg-type]
-                            config.selection.form)
+        fn = suppression_fn(dictionary, feats, sae_choice.tokens, op, means, task.config.selection.form)  # type: ignore[arg-type]
         chooses.append(task.measure("choose", site, fn))
         draws.append(task.measure("report", site, fn))
         features.extend(feats)

@@ -274,9 +274,12 @@ def random_control(task: TypographicTask, site: str, dictionary: LinearDictionar
                    alive: Tensor) -> TypographicMethod:
     gen = torch.Generator().manual_seed(task.config.seed)
     draws, chooses, features = [], [], []
+    op = task.config.selection.op  # the SAE's own op, so the control differs only in which features
+    hidden = task.hidden("select", "clean", site)
+    means = mean_codes(dictionary, hidden, token_masks(sae_choice.tokens, hidden.shape[1])) if sae_choice.k else None  # type: ignore[arg-type]
     for _ in range(task.config.random_draws):
         feats = random_features(alive, sae_choice.k, gen) if sae_choice.k else []
-        fn = suppression_fn(dictionary, feats, sae_choice.tokens, "ablate", None, task.config.selection.form)  # type: ignore[arg-type]
+        fn = suppression_fn(dictionary, feats, sae_choice.tokens, op, means, task.config.selection.form)  # type: ignore[arg-type]
         chooses.append(task.measure("choose", site, fn))
         draws.append(task.measure("report", site, fn))
         features.extend(feats)
