@@ -9,7 +9,7 @@ import pytest
 
 from clipsteer.data import ImageReadError
 from clipsteer.data.labelled import DatasetFormatError, open_labelled
-from clipsteer.data.protocol import LABEL, SPURIOUS, TEXT, LabelledDataset, group_labels
+from clipsteer.data.protocol import LABEL, SPURIOUS, TEXT, NamedLabelledDataset, group_labels
 from labelled_fixtures import (
     save_image,
     write_celeba,
@@ -22,7 +22,7 @@ from labelled_fixtures import (
 def test_waterbirds_reads_splits_labels_and_groups(tmp_path: Path) -> None:
     root = write_waterbirds(tmp_path / "wb")
     train = open_labelled(f"waterbirds:{root}", "train")
-    assert isinstance(train, LabelledDataset) and len(train) == 6 * 4
+    assert isinstance(train, NamedLabelledDataset) and len(train) == 6 * 4
     assert train.label_names() == {LABEL: ("landbird", "waterbird"), SPURIOUS: ("land", "water")}
     labels = train.labels()
     # rows were written y-major, place-minor: 0,0 / 0,1 / 1,0 / 1,1 repeated
@@ -127,7 +127,7 @@ def test_world_group_tasks_come_through_the_same_protocol() -> None:
     from clipsteer.world.evalsets import group_names
 
     ds = open_labelled("world:background:8", "val")
-    assert isinstance(ds, LabelledDataset) and len(ds) == 8
+    assert isinstance(ds, NamedLabelledDataset) and len(ds) == 8
     group, names = group_labels(ds)
     assert group.tolist() == [i % 4 for i in range(8)]  # evalsets: item i is in group i % 4
     assert names == group_names("background")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from clipsteer.data.folder import read_rgb
-from clipsteer.data.protocol import LabelledDataset, check_index
+from clipsteer.data.protocol import LABEL, NamedLabelledDataset, check_index
 
 
 class DatasetFormatError(ValueError):
@@ -58,6 +58,10 @@ class LabelledFiles:
 
     def load(self, i: int) -> Image.Image:
         return read_rgb(self.path(i))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_names()[LABEL]
 
     def labels(self) -> dict[str, np.ndarray]:
         return dict(self.columns)
@@ -98,7 +102,7 @@ def index_of(values: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
     return names, np.array([lookup[v] for v in values], dtype=np.int64)
 
 
-Opener = Callable[[str, str], LabelledDataset]  # (root or spec body, split) -> dataset
+Opener = Callable[[str, str], NamedLabelledDataset]  # (root or spec body, split) -> dataset
 
 # Built-in sources, imported lazily by "module:function" so that opening one format never imports another.
 _SOURCES: dict[str, str | Opener] = {
@@ -117,7 +121,7 @@ def register_labelled_source(prefix: str, opener: Opener) -> None:
     _SOURCES[prefix] = opener
 
 
-def open_labelled(spec: str, split: str) -> LabelledDataset:
+def open_labelled(spec: str, split: str) -> NamedLabelledDataset:
     """Open a labelled dataset from `PREFIX:BODY` (see module docstring) at one split."""
     prefix, sep, body = str(spec).partition(":")
     if not sep or prefix not in _SOURCES:

@@ -7,7 +7,7 @@ A dataset is an indexable collection of images with a stable identity:
   change; harvests compare it before resuming so that a store never mixes two datasets,
 - `ds.name(i)` (optional) is a human-readable name, e.g. the file's relative path.
 
-A `LabelledDataset` adds per-image integer labels (`labels()`, `label_names()`) and, optionally, a
+A `NamedLabelledDataset` adds named values for every label column (`label_names()`) and, optionally, a
 pixel mask of where text is written (`text_mask(i)`). Experiments read these columns by convention:
 `LABEL` (the class to predict), `SPURIOUS` (a nuisance attribute: Waterbirds' background, CelebA's
 sex) and `TEXT` (the word written on the image, for typographic attacks).
@@ -43,17 +43,6 @@ class ImageDataset(Protocol):
 LABEL, SPURIOUS, TEXT = "label", "spurious", "text"
 
 
-@runtime_checkable
-class LabelledDataset(ImageDataset, Protocol):
-    def labels(self) -> dict[str, np.ndarray]:
-        """Column name → int64 [N] label values (−1: unknown), value v meaning `label_names()[name][v]`."""
-        ...
-
-    def label_names(self) -> dict[str, tuple[str, ...]]:
-        """Column name → the names of its values (e.g. 'label' → ('landbird', 'waterbird'))."""
-        ...
-
-
 class TextMasked(Protocol):
     def text_mask(self, i: int) -> np.ndarray:
         """bool [H, W] in the coordinates of `load(i)`: the pixels of the written text."""
@@ -66,7 +55,7 @@ def text_mask(dataset: ImageDataset, i: int) -> np.ndarray | None:
     return np.asarray(fn(i), dtype=bool) if callable(fn) else None
 
 
-def group_labels(dataset: LabelledDataset) -> tuple[np.ndarray, tuple[str, ...]]:
+def group_labels(dataset: NamedLabelledDataset) -> tuple[np.ndarray, tuple[str, ...]]:
     """(group int64 [N], group names): group = label · n_spurious + spurious, named 'label/spurious'."""
     labels, names = dataset.labels(), dataset.label_names()
     for column in (LABEL, SPURIOUS):
@@ -117,4 +106,17 @@ class FactorAnnotated(Protocol):
 
     def patch_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """{factor: bool [n, P]} per patch (row-major patch grid, CLS excluded) for images [start, stop)."""
+        ...
+
+
+@runtime_checkable
+class NamedLabelledDataset(LabelledDataset, Protocol):
+    """A `LabelledDataset` whose every label column has named values (group tasks, typography)."""
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """Column name → int64 [N] label values (−1: unknown), value v meaning `label_names()[name][v]`."""
+        ...
+
+    def label_names(self) -> dict[str, tuple[str, ...]]:
+        """Column name → the names of its values (e.g. 'label' → ('landbird', 'waterbird'))."""
         ...

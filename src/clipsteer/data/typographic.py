@@ -7,7 +7,7 @@ colours with fill ≠ stroke, uniform random position that keeps the text inside
 light sticky note behind it. It returns the attacked image, the blank control (the same note without
 the word; the clean image when there is no note) and the pixel mask of the word's ink and stroke.
 
-`RenderedAttacks` applies it to every image of a `LabelledDataset`, writing a wrong class word chosen
+`RenderedAttacks` applies it to every image of a `NamedLabelledDataset`, writing a wrong class word chosen
 by a seeded RNG per image: columns `label` (kept) and `text` (the word, an index into the class names).
 """
 
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from clipsteer.data.protocol import LABEL, TEXT, LabelledDataset
+from clipsteer.data.protocol import LABEL, TEXT, NamedLabelledDataset
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (255, 255, 255), "blue": (0, 0, 255), "green": (0, 128, 0), "red": (255, 0, 0),
@@ -101,7 +101,7 @@ class RenderedAttacks:
     so the three variants of one index are pixel-aligned and every call renders the same image.
     """
 
-    base: LabelledDataset
+    base: NamedLabelledDataset
     size: int
     variant: Variant = "attacked"
     seed: int = 300  # Defense-Prefix's random.seed(300)
@@ -134,6 +134,10 @@ class RenderedAttacks:
         if self.variant != "attacked":
             return np.zeros((self.size, self.size), dtype=bool)
         return self._render(i)[2]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_names()[LABEL]
 
     def labels(self) -> dict[str, np.ndarray]:
         label = self.base.labels()[LABEL]

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from clipsteer.atomic import atomic_write_json
 from clipsteer.data.labelled import open_labelled
-from clipsteer.data.protocol import LABEL, SPURIOUS, LabelledDataset, group_labels
+from clipsteer.data.protocol import LABEL, SPURIOUS, NamedLabelledDataset, group_labels
 from clipsteer.experiments.suppression import (
     Choice,
     FeatureSelection,
@@ -184,7 +184,7 @@ def _method_from_json(d: dict) -> MethodResult:
 class SplitData:
     """One split's labels and, per site, its captured activations."""
 
-    dataset: LabelledDataset
+    dataset: NamedLabelledDataset
     indices: np.ndarray
     label: np.ndarray
     spurious: np.ndarray
@@ -210,7 +210,7 @@ class GroupTask:
                               or ("a photo of a {}.",))
         self.spurious_text = backbone.zero_shot_head(reference.label_names()[SPURIOUS], spurious_templates).cpu()
 
-    def _split(self, dataset: LabelledDataset) -> SplitData:
+    def _split(self, dataset: NamedLabelledDataset) -> SplitData:
         labels = dataset.labels()
         n = len(dataset) if self.config.max_images is None else min(len(dataset), self.config.max_images)
         group = group_labels(dataset)[0][:n]

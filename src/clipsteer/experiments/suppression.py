@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from clipsteer.data.protocol import LABEL, ImageDataset, LabelledDataset
+from clipsteer.data.protocol import LABEL, ImageDataset, NamedLabelledDataset
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
@@ -199,7 +199,7 @@ class PromptClassifier:
         return self.label_of[self.logits(embeddings).argmax(dim=1)].numpy()
 
 
-def prompts_of(dataset: LabelledDataset) -> tuple[tuple[str, ...], ...]:
+def prompts_of(dataset: NamedLabelledDataset) -> tuple[tuple[str, ...], ...]:
     """Per label value, the names to prompt: `dataset.label_prompts()` if it has them, else its name."""
     fn = getattr(dataset, "label_prompts", None)
     return tuple(fn()) if callable(fn) else tuple((n,) for n in dataset.label_names()[LABEL])
@@ -233,7 +233,7 @@ def choose(candidates: Sequence[Choice], key: Callable[[Choice], float],
     return best if best is not None else candidates[0]
 
 
-def top_label_concepts(dataset: LabelledDataset, images: Sequence[int]) -> dict[str, tuple[str, float]]:
+def top_label_concepts(dataset: NamedLabelledDataset, images: Sequence[int]) -> dict[str, tuple[str, float]]:
     """Per label column, the most common value among `images` (e.g. a feature's top-activating images)
     and the fraction of them that have it: what the feature's strongest images share."""
     out = {}

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from clipsteer.atomic import atomic_write_json
 from clipsteer.data.labelled import open_labelled
-from clipsteer.data.protocol import LABEL, TEXT, LabelledDataset, text_mask
+from clipsteer.data.protocol import LABEL, TEXT, NamedLabelledDataset, text_mask
 from clipsteer.data.typographic import VARIANTS, RenderedAttacks
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.experiments.debias import load_dictionary
@@ -155,7 +155,7 @@ class TypographicResult:
         return cls(data["dataset"], method(data["no_defense"]), layers, data["best_site"])
 
 
-def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str, LabelledDataset]:
+def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str, NamedLabelledDataset]:
     """{variant: dataset} for clean / attacked / blank, index-aligned."""
     prefix, _, body = spec.partition(":")
     if prefix == "world":
@@ -169,7 +169,7 @@ def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str,
 
 @dataclass
 class PairedSplit:
-    variants: dict[str, LabelledDataset]
+    variants: dict[str, NamedLabelledDataset]
     indices: np.ndarray
     label: np.ndarray
     text: np.ndarray
@@ -189,7 +189,7 @@ class TypographicTask:
         templates = config.templates or getattr(attacked, "templates", None) or ("a photo of a {}.",)
         self.classifier = PromptClassifier(backbone, prompts_of(attacked), templates)
 
-    def _split(self, variants: dict[str, LabelledDataset], with_mask: bool) -> PairedSplit:
+    def _split(self, variants: dict[str, NamedLabelledDataset], with_mask: bool) -> PairedSplit:
         attacked = variants["attacked"]
         labels = attacked.labels()
         n = len(attacked) if self.config.max_images is None else min(len(attacked), self.config.max_images)

@@ -56,6 +56,10 @@ class WorldLabelled:
     def fingerprint(self) -> str:
         return self.images.fingerprint()
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_names()[LABEL]
+
     def labels(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in _labels(self.images).items()}
 
