@@ -7,6 +7,7 @@ constant), and exposes `step(x)` (one update, the body of the peer's own trainin
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 import types
@@ -92,20 +93,33 @@ class SAELens(Library):
         return (out, *_fired(codes))
 
 
-def _torchvision_stub() -> None:
-    """overcomplete imports torchvision at import time; the torchvision wheel beside torch 2.13.0 does not
-    import, and overcomplete's SAE code does not use it."""
-    if "torchvision" not in sys.modules:
-        stub = types.ModuleType("torchvision")
-        stub.transforms = types.ModuleType("torchvision.transforms")  # type: ignore[attr-defined]
-        sys.modules["torchvision"] = stub
-        sys.modules["torchvision.transforms"] = stub.transforms  # type: ignore[attr-defined]
+def _import_overcomplete() -> Any:
+    """overcomplete.models imports torchvision at import time; the torchvision wheel beside torch 2.13.0 does
+    not import, and overcomplete's SAE code does not use it. A stub stands in during the import only, so that
+    other libraries' `find_spec("torchvision")` checks still see no torchvision. Its visualisation module
+    also calls `matplotlib.cm.get_cmap`, removed in matplotlib 3.9: the colormap registry's getter stands in."""
+    import matplotlib
+    import matplotlib.cm
+    if not hasattr(matplotlib.cm, "get_cmap"):
+        matplotlib.cm.get_cmap = matplotlib.colormaps.get_cmap  # type: ignore[attr-defined]
+    stubs = {name: types.ModuleType(name) for name in ("torchvision", "torchvision.transforms")}
+    stubs["torchvision"].transforms = stubs["torchvision.transforms"]  # type: ignore[attr-defined]
+    saved = {name: sys.modules.get(name) for name in stubs}
+    sys.modules.update(stubs)
+    try:
+        return importlib.import_module("overcomplete.sae")
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 class Overcomplete(Library):
     def __init__(self, s: Setting, lam: float, sample: Tensor) -> None:
-        _torchvision_stub()
-        from overcomplete.sae import SAE, TopKSAE, train_sae
+        sae_module = _import_overcomplete()
+        SAE, TopKSAE, train_sae = sae_module.SAE, sae_module.TopKSAE, sae_module.train_sae
         from overcomplete.sae.losses import mse_l1
 
         self.name, self.driven = "overcomplete", "train_sae(model, [batch], ...) per step"
@@ -166,7 +180,9 @@ class Saev(Library):
 
         self.name, self.driven = "saev", "loop body of saev.training.train"
         torch.manual_seed(s.seed)
-        sae_config = config.SparseAutoencoder(d_vit=s.d, exp_factor=s.width // s.d, sparsity_coeff=lam)
+        # b_dec = mean of the shared init sample (its default mean is over 524,288 rows)
+        sae_config = config.SparseAutoencoder(d_vit=s.d, exp_factor=s.width // s.d, sparsity_coeff=lam,
+                                              n_reinit_samples=len(sample))
         self.sae = nn.SparseAutoencoder(sae_config)
         self.sae.init_b_dec(sample)
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=s.lr, fused=True)
