@@ -183,6 +183,17 @@ def ev_at_l0(points: list[tuple[float, float]], l0: float) -> float | None:
     return None
 
 
+def frontier(quality: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """ReLU: each library's final (L0, EV) points (one per λ), read at the reference library's L0 values."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for entry in quality:
+        if entry["evals"]:
+            last = entry["evals"][-1]
+            points.setdefault(entry["library"].split(" ")[0], []).append((last["l0"], last["ev"]))
+    reference = next(iter(points))
+    return {f"{l0:.1f}": {lib: ev_at_l0(pts, l0) for lib, pts in points.items()} for l0, _ in sorted(points[reference])}
+
+
 # ----------------------------------------------------------------------------------------- machine
 def machine() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
@@ -323,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "throughput": throughput_rows(tracks, s.batch, min(args.skip, steps - 1)),
         "quality": [{"library": t.library.name, "driven": t.library.driven, "evals": t.evals} for t in tracks],
     }
+    if args.arch == "relu":
+        result["frontier_ev_at_l0"] = frontier(result["quality"])
     if args.memory:
         for track, lam in zip(tracks, lams, strict=True):
             name = track.library.name.split(" ")[0]
@@ -357,6 +370,13 @@ def markdown(result: dict[str, Any]) -> str:
               "|---|" + "---:|" * len(result["quality"][0]["evals"])]
     for q in result["quality"]:
         lines.append(f"| {q['library']} | " + " | ".join(f"{e['ev']:.3f} (L0 {e['l0']:.0f})" for e in q["evals"]) + " |")
+    if result.get("frontier_ev_at_l0"):
+        libs = list(next(iter(result["frontier_ev_at_l0"].values())))
+        lines += ["", "ReLU frontier: held-out EV at the first library's L0 values (linear in log L0 between each "
+                  "library's λ points; — where a library's points do not span that L0):", "",
+                  "| L0 | " + " | ".join(libs) + " |", "|---:|" + "---:|" * len(libs)]
+        for l0, evs in result["frontier_ev_at_l0"].items():
+            lines.append(f"| {l0} | " + " | ".join("—" if evs[lib] is None else f"{evs[lib]:.4f}" for lib in libs) + " |")
     if result.get("peak_rss_mib"):
         lines += ["", "Peak RSS growth (MiB, separate process, 3 steps): " + ", ".join(
             f"{k} {v:.0f}" if v is not None else f"{k} failed" for k, v in result["peak_rss_mib"].items())]

@@ -71,6 +71,8 @@ def test_clipsteer_against_its_paper_recipe(store: Path, tmp_path: Path, arch: s
         assert np.isfinite(last["ev"]) and 0 <= last["dead"] <= 1 and 0 < last["l0"] <= 2 * D
         if arch == "topk":
             assert last["l0"] <= 4
+    if arch == "relu":
+        assert set(next(iter(result["frontier_ev_at_l0"].values()))) == {"clipsteer", "clipsteer-paper"}
 
 
 @pytest.mark.parametrize(("peer", "arch"), [("sparsify", "topk"), ("dictionary_learning", "relu")])
@@ -81,3 +83,12 @@ def test_one_peer_side_by_side(store: Path, tmp_path: Path, peer: str, arch: str
     result = run(store, tmp_path, arch, ["clipsteer", peer])
     assert [row["library"] for row in result["throughput"]] == ["clipsteer", peer]
     assert all(np.isfinite(q["evals"][-1]["ev"]) for q in result["quality"])
+
+
+def test_relu_frontier_interpolates_in_log_l0() -> None:
+    peers = load_peers()
+    assert peers.ev_at_l0([(10.0, 0.5), (1000.0, 0.9)], 100.0) == pytest.approx(0.7)
+    assert peers.ev_at_l0([(10.0, 0.5), (1000.0, 0.9)], 5.0) is None        # no extrapolation
+    quality = [{"library": f"{lib} λ={lam}", "evals": [{"l0": l0, "ev": ev}]}
+               for lib, lam, l0, ev in [("clipsteer", 1, 100.0, 0.8), ("peer", 1, 10.0, 0.6), ("peer", 2, 1000.0, 0.9)]]
+    assert peers.frontier(quality) == {"100.0": {"clipsteer": 0.8, "peer": pytest.approx(0.75)}}

@@ -12,7 +12,8 @@ Resuming (the default when the folder holds a checkpoint) restores weights, Adam
 statistics and the RNG state, and restarts the stream at the checkpoint's batch, so the final weights
 equal those of an uninterrupted run. Fresh runs initialise each SAE from a seeded generator, then read
 `init_samples` rows from the start of the stream to set b_dec (geometric median by default, in the
-SAE's normalised space) and, for `constant_scale`, the input scale.
+SAE's normalised space), for `constant_scale` the input scale, and (`encoder_init="fitted_scale"`, the
+default) the encoder's initial scale.
 """
 
 from __future__ import annotations
