@@ -36,7 +36,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("peers") / "store"
     spec = StoreSpec(model_name="fake-clip", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",
                      tokens="all", dtype="float16", d_model=D, n_tokens_per_image=TOKENS, first_token=0,
-                     shard_rows=128, dataset="fake", dataset_fingerprint="fp", n_images_requested=IMAGES, batch_size=20)
+                     shard_rows=128, dataset="fake", dataset_fingerprint="fp", n_images_requested=IMAGES, images_per_batch=20)
     writer = StoreWriter.open(directory, spec)
     rows = torch.randn(IMAGES * TOKENS, D, generator=torch.Generator().manual_seed(0)) + 3.0
     for start in range(0, IMAGES, 20):

@@ -30,7 +30,7 @@ def initialised(world: SparseWorld, architecture: str, encoder_init: str, d_sae:
     recipe = SAERecipe("a", SAEConfig(d_in=D, d_sae=d_sae, architecture=architecture, k=k),
                        ObjectiveConfig(jumprelu_init_threshold=0.05))
     trainer = Trainer([recipe], TensorSource(world.data[:2048]),
-                      TrainerConfig(batch_size=256, total_tokens=256, init_samples=1024, encoder_init=encoder_init,
+                      TrainerConfig(tokens_per_batch=256, total_tokens=256, init_samples=1024, encoder_init=encoder_init,
                                     progress=False))
     (updater,) = trainer._build_updaters()
     trainer._initialise([updater])
@@ -75,7 +75,7 @@ def test_paper_recipe_restores_the_papers_settings() -> None:
     assert paper.normalization == "layer_norm" and paper.objective.reconstruction == "paper"
     assert paper.trainer.encoder_init == "decoder_transpose"
     assert paper.objective.sparsity_coefficient == 1e-4 and paper.trainer.lr == 4e-4
-    assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.batch_size == 4096
+    assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.tokens_per_batch == 4096
     default = apply_recipe(TrainConfig(store=Path("s")))
     assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init) == (
         RECIPES["default"].normalization, RECIPES["default"].reconstruction, RECIPES["default"].encoder_init)
