@@ -3,6 +3,7 @@
     clipsteer train --store acts/blocks.8.resid_post --out runs/sae_l8 --architecture relu \
         --sweep-sparsity 1e-5 5e-5 1e-4
     clipsteer train --store acts/blocks.8.resid_post --out runs/topk_l8 --architecture topk --sweep-k 32 64
+    clipsteer train --store acts/blocks.8.resid_post --out runs/paper_l8 --recipe paper   # the paper's recipe exactly
 
 Rerunning the same command resumes from the newest checkpoint in `--out`. The final SAEs land in
 `<out>/saes/<name>/` (config.json + sae.safetensors).
@@ -17,7 +18,7 @@ from clipsteer.errors import check_positive
 from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
 from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import SAERecipe, TrainerConfig
+from clipsteer.sae.recipe import RECIPES, RecipeName, SAERecipe, TrainerConfig
 from clipsteer.sae.trainer import Trainer
 
 
@@ -34,7 +35,11 @@ class TrainConfig:
     """d_sae = expansion_factor · d_in (the paper: 64)."""
     k: int = 64
     """Active features per token for topk / batchtopk (the paper's TopK SAEs: 64)."""
-    normalization: Normalization = "layer_norm"
+    recipe: RecipeName = "default"
+    """`paper`: the paper's recipe exactly (see `clipsteer.sae.recipe.RECIPES`); settings that are still at
+    the default recipe's values (normalization, objective.reconstruction, trainer.encoder_init) take it."""
+    normalization: Normalization | None = None
+    """Input normalisation (None: the recipe's, layer_norm for both)."""
     objective: ObjectiveConfig = ObjectiveConfig()
     trainer: TrainerConfig = TrainerConfig()
     sweep_sparsity: tuple[float, ...] = ()
@@ -51,7 +56,21 @@ def _store_description(source: object) -> tuple[str | None, str | None]:
     return getattr(spec, "site", None), getattr(spec, "model_name", None)
 
 
+def apply_recipe(config: TrainConfig) -> TrainConfig:
+    """`config` with its recipe's settings filled in wherever it still holds the default recipe's."""
+    preset, default = RECIPES[config.recipe], RECIPES["default"]
+    objective, trainer = config.objective, config.trainer
+    if objective.reconstruction == default.reconstruction:
+        objective = replace(objective, reconstruction=preset.reconstruction)
+    if trainer.encoder_init == default.encoder_init:
+        trainer = replace(trainer, encoder_init=preset.encoder_init)
+    return replace(config, normalization=config.normalization or preset.normalization, objective=objective,
+                   trainer=trainer)
+
+
 def build_recipes(config: TrainConfig, d_in: int, site: str | None = None, model: str | None = None) -> list[SAERecipe]:
+    config = apply_recipe(config)
+    assert config.normalization is not None
     uses_k = spec(config.architecture).uses_k
     if config.sweep_k and not uses_k:
         raise ValueError(f"--sweep-k needs architecture topk or batchtopk, not {config.architecture!r}")
@@ -81,7 +100,7 @@ def train(config: TrainConfig) -> dict[str, Path]:
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)
     extra = {"store": str(config.store), "tokens": config.tokens}
-    trainer = Trainer(recipes, source, config.trainer, run_dir=config.out, extra=extra)
+    trainer = Trainer(recipes, source, apply_recipe(config).trainer, run_dir=config.out, extra=extra)
     trainer.run(resume=config.resume)
     folders = {recipe.name: config.out / "saes" / recipe.name for recipe in recipes}
     for name, folder in folders.items():

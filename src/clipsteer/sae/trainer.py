@@ -12,7 +12,8 @@ Resuming (the default when the folder holds a checkpoint) restores weights, Adam
 statistics and the RNG state, and restarts the stream at the checkpoint's batch, so the final weights
 equal those of an uninterrupted run. Fresh runs initialise each SAE from a seeded generator, then read
 `init_samples` rows from the start of the stream to set b_dec (geometric median by default, in the
-SAE's normalised space) and, for `constant_scale`, the input scale.
+SAE's normalised space), for `constant_scale` the input scale, and (`encoder_init="fitted_scale"`, the
+default) the encoder's initial scale.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from clipsteer.atomic import atomic_write_json
@@ -48,6 +50,8 @@ from clipsteer.sae.recipe import NON_SEMANTIC_FIELDS, SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import cosine_with_warmup
 from clipsteer.sae.source import BatchSource
 from clipsteer.sae.updater import SAEUpdater
+
+FIT_SCALE_ROWS = 1024  # rows used to fit the initial encoder scale (a dense [n, d_sae] code matrix is built)
 
 
 class RunDirectoryError(RunFolderError):
@@ -131,6 +135,8 @@ class Trainer:
             elif config.b_dec_init == "mean":
                 sae.b_dec.copy_(x_norm.mean(dim=0))
             sae.set_decoder_unit_norm_()
+            if config.encoder_init == "fitted_scale":
+                fit_encoder_scale_(sae, sample[:FIT_SCALE_ROWS])
 
     def _prepare_run_dir(self, resume: bool) -> None:
         assert self.run_dir is not None
@@ -239,6 +245,32 @@ class Trainer:
         finally:
             bar.close()
             _close(stream)
+
+
+@torch.no_grad()
+def fit_encoder_scale_(sae: SparseAutoencoder, sample: Tensor) -> float:
+    """Rescale W_enc (and JumpReLU thresholds) by the c minimising Σ‖(x̃ − b_dec) − c·(x̂̃ − b_dec)‖² on
+    `sample` [n, d_in]; returns c.
+
+    With W_enc = W_decᵀ and unit decoder rows, a ReLU SAE's first reconstruction is ≈ (d_sae / 2d_in)·x̃
+    (half the features fire, and Σ_j w_j w_jᵀ ≈ (d_sae / d_in)·I for random unit rows): 8× too large at
+    ×16, 32× at ×64, so the first steps are spent shrinking the codes. With b_enc = 0 the codes are
+    positively homogeneous in W_enc (the TopK selection does not change; JumpReLU thresholds are scaled
+    along), so scaling W_enc by c scales x̂̃ − b_dec by exactly c.
+    """
+    was_training = sae.training
+    sae.train()
+    x_norm, _ = sae.normalize_input(sample.to(sae.W_enc.dtype))
+    target = x_norm - sae.b_dec
+    produced = sae.trace(sample.to(sae.W_enc.dtype)).recon_norm - sae.b_dec
+    scale = float((target * produced).sum() / produced.pow(2).sum().clamp_min(1e-12))
+    sae.train(was_training)
+    if not math.isfinite(scale) or scale <= 0:
+        return 1.0  # nothing fires, or the fit is degenerate: keep the plain transpose
+    sae.W_enc.mul_(scale)
+    if sae.architecture == "jumprelu":
+        sae.log_threshold.add_(math.log(scale))
+    return scale
 
 
 def _close(stream: object) -> None:
