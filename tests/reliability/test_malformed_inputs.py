@@ -147,7 +147,7 @@ CASES: dict[str, tuple[Callable[[Inputs], list], tuple[str, ...]]] = {
     # 4. files whose loading would run code
     "config: YAML python tag": (config_file('store: !!python/object/apply:os.system ["touch PWNED"]\n', "t.yaml"),
                                 ("t.yaml", "refused a YAML python tag")),
-    "pickled model weights": (pickled_model, ("refused", "pickled", "model.safetensors")),
+    "pickled model weights": (pickled_model, ("refused", "never unpickles", "pytorch_model.bin")),
     "pickled SAE .pt": (pickled_sae, ("sae.pt", "refused", "never unpickles")),
     # 6. sizes
     "eval --n-images 0": (lambda x: ["eval", "--sae", x.sae_dir, "--n-images", "0"], ("--n-images", "positive")),
