@@ -5,8 +5,9 @@ paths in a fixed order, integer label columns and their value names. Readers (`w
 `celeba.py`, `typographic_sets.py`, `labels_csv.py`) only parse their format into it.
 
 Specs (`open_labelled(spec, split)`): `waterbirds:ROOT`, `celeba:ROOT`, `rta100:ROOT`, `paint:ROOT`,
-`disentangling:ROOT`, `csv:ROOT` (a folder with `labels.csv`), and `world:TASK[:N]` (the synthetic
-world; its opener lives in `clipsteer.world` and is named here by string, so nothing generic imports it).
+`disentangling:ROOT`, `csv:ROOT` (a folder with `labels.csv`), and any source an installed package
+registers in the entry-point group `clipsteer.labelled_datasets` — the synthetic world registers
+`world:TASK[:N]` that way, so nothing generic imports it.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ _SOURCES: dict[str, str | Opener] = {
     "paint": "clipsteer.data.typographic_sets:open_paint",
     "disentangling": "clipsteer.data.typographic_sets:open_disentangling",
     "csv": "clipsteer.data.labels_csv:open_labels_csv",
-    "world": "clipsteer.world.labelled:open_world_labelled",
 }
+ENTRY_POINT_GROUP = "clipsteer.labelled_datasets"
 
 
 def register_labelled_source(prefix: str, opener: Opener) -> None:
@@ -123,10 +124,13 @@ def register_labelled_source(prefix: str, opener: Opener) -> None:
 
 def open_labelled(spec: str, split: str) -> NamedLabelledDataset:
     """Open a labelled dataset from `PREFIX:BODY` (see module docstring) at one split."""
+    from importlib.metadata import entry_points
+
     prefix, sep, body = str(spec).partition(":")
-    if not sep or prefix not in _SOURCES:
-        raise ValueError(f"labelled dataset {spec!r}: expected PREFIX:ROOT with PREFIX one of {sorted(_SOURCES)}")
-    opener = _SOURCES[prefix]
+    sources = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)} | _SOURCES
+    if not sep or prefix not in sources:
+        raise ValueError(f"labelled dataset {spec!r}: expected PREFIX:ROOT with PREFIX one of {sorted(sources)}")
+    opener = sources[prefix]
     if isinstance(opener, str):
         module, name = opener.split(":")
         opener = getattr(importlib.import_module(module), name)
