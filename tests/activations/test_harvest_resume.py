@@ -41,7 +41,8 @@ harvest_dataset(tiny_backbone(seed=0), Slow(ImageFolder(sys.argv[1])), {SITES!r}
 """
 
 
-def wait_for_shards(progress_file: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> int:
+def wait_for_shards(progress_file: Path, n: int, proc: subprocess.Popen, timeout: float = 600.0) -> int:
+    # A generous bound: the child imports torch first, which takes minutes on a loaded 2-core machine.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"harvest finished before it could be killed: {proc.communicate()}"
