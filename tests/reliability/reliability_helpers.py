@@ -34,7 +34,7 @@ def one_line(stderr: str) -> str:
 
 
 def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1"}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p != os.environ.get("CLIPSTEER_OPEN_CLIP_SITE")), "HF_HUB_OFFLINE": "1"}
 
 
 Cli = Callable[..., tuple[int, str]]

@@ -49,7 +49,7 @@ def test_decoder_rows_stay_unit_norm_after_every_step(architecture: str, normali
                                                       expansion: int, k: int, seed: int, steps: int) -> None:
     sae = make_sae(architecture, normalization, d_in, expansion, k, seed).train()
     sae.set_decoder_unit_norm_()
-    config = TrainerConfig(batch_size=16, total_tokens=16 * steps, lr_warmup_steps=0, progress=False)
+    config = TrainerConfig(tokens_per_batch=16, total_tokens=16 * steps, lr_warmup_steps=0, progress=False)
     updater = SAEUpdater(SAERecipe("p", sae.config), sae, config)
     for step in range(steps):
         updater.step(data(seed + step, 16, d_in), step, lr=1e-2)

@@ -27,6 +27,7 @@ from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.atomic import atomic_write_bytes
 from clipsteer.data.protocol import FactorAnnotated, ImageDataset, LabelledDataset
 from clipsteer.data.resolve import open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.evaluate.downstream import downstream_fidelity
 from clipsteer.evaluate.factors import FactorRecovery, factor_recovery
 from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histogram
@@ -63,13 +64,6 @@ class EvalConfig:
     n_downstream_images: int = 1000
     images_per_batch: int = 100
     device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for name in ("n_images", "n_downstream_images", "images_per_batch"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)}: expected a positive integer")
-        if self.n_patch_images < 0:
-            raise ValueError(f"--n-patch-images={self.n_patch_images}: expected an integer ≥ 0")
 
 
 def image_chunks(backbone: Backbone, dataset: ImageDataset, n_images: int, images_per_batch: int, desc: str):
@@ -211,7 +205,10 @@ def evaluate_sae(config: EvalConfig) -> EvalResult:
     """Run the evaluation into `out` under the run-folder protocol: the folder is locked and created
     before any work (an unwritable one fails at once), and eval.json is written last, atomically."""
     if config.sae is None:
-        raise ValueError("eval: --sae is required (an SAE folder or file)")
+        raise ConfigError("eval: --sae is required (an SAE folder or file)")
+    check_positive(config, ("n_images", "n_downstream_images", "images_per_batch"))
+    if config.n_patch_images < 0:
+        raise ConfigError(f"--n-patch-images must be ≥ 0, got {config.n_patch_images}")
     sae = load_any_sae(config.sae, device=config.device).eval()   # a bad SAE path fails before anything is created
     out = Path(config.out or (config.sae if config.sae.is_dir() else config.sae.parent))
     run_config = to_json(config)
