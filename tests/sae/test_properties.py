@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clipsteer.sae.config import ARCHITECTURES, SAEConfig
 from clipsteer.sae.io import inference_tensors, load_sae, save_sae
 from clipsteer.sae.model import SparseAutoencoder
-from clipsteer.sae.normalization import denormalize, normalize
+from clipsteer.sae.normalization import LAYER_NORM_EPS, denormalize, normalize
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.updater import SAEUpdater
 from clipsteer.steer.interventions import Edit, edit_fn
@@ -99,10 +99,16 @@ def test_encode_decode_shape_and_dtype_contracts(architecture: str, normalizatio
 @FAST
 @given(kind=st.sampled_from(["none", "layer_norm", "token_rescale", "constant_scale"]), d_in=st.integers(2, 16),
        n=st.integers(1, 10), seed=seeds, scale=st.floats(0.01, 100.0))
+@example(kind="layer_norm", d_in=2, n=1, seed=0, scale=0.015625)  # σ small against ε: found in CI
 def test_normalisation_round_trips(kind: str, d_in: int, n: int, seed: int, scale: float) -> None:
     x = data(seed, n, d_in, scale=scale)
     x_norm, stats = normalize(x, kind, torch.tensor(0.37) if kind == "constant_scale" else None)
-    torch.testing.assert_close(denormalize(x_norm, stats), x, atol=1e-4 * scale, rtol=1e-5)
+    expected = x
+    if kind == "layer_norm":  # Prisma's formula divides by σ + ε but multiplies back by σ: not an exact inverse
+        mu = x.mean(dim=-1, keepdim=True)
+        std = (x - mu).std(dim=-1, keepdim=True)
+        expected = mu + (x - mu) * std / (std + LAYER_NORM_EPS)
+    torch.testing.assert_close(denormalize(x_norm, stats), expected, atol=1e-4 * scale, rtol=1e-5)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
