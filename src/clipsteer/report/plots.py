@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from clipsteer.report.sources import GroupResult, Quality, Steering, StrengthCurve
+from clipsteer.report.sources import GroupResult, Quality, Steering
+from clipsteer.steer.results import StrengthCurve
 
 BASIS_NAMES = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE, random model (null)",
                "random_neurons": "neurons, random model (null)"}
@@ -127,8 +128,8 @@ def strength_curve_plot(curves: dict[int, StrengthCurve], title: str) -> bytes:
     plt = _pyplot()
     fig, (s_ax, p_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     for feature, curve in curves.items():
-        s_ax.plot(curve.alphas, curve.steerability, marker="o", markersize=3, label=f"#{feature}")
-        p_ax.plot(curve.alphas, curve.power, marker="o", markersize=3, label=f"#{feature}")
+        s_ax.plot(curve.alpha, curve.steerability, marker="o", markersize=3, label=f"#{feature}")
+        p_ax.plot(curve.alpha, curve.power, marker="o", markersize=3, label=f"#{feature}")
     s_ax.set_ylabel("steerability S")
     p_ax.set_ylabel("steering power P")
     for ax in (s_ax, p_ax):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from clipsteer.activations.format import METADATA_FILE
 from clipsteer.sae.io import CONFIG_NAME, FORMAT, WEIGHTS_NAME
+from clipsteer.steer.results import FeatureRow, StrengthCurve
 
 if TYPE_CHECKING:
     from clipsteer.evaluate.results import EvalResult
@@ -52,22 +53,6 @@ class Quality:
 
 
 @dataclass(frozen=True)
-class FeatureScore:
-    feature: int
-    steerability: float
-    power: float
-    top_concept: str
-    steerable: bool
-
-
-@dataclass(frozen=True)
-class StrengthCurve:
-    alphas: tuple[float, ...]
-    steerability: tuple[float, ...]
-    power: tuple[float, ...]
-
-
-@dataclass(frozen=True)
 class Steering:
     """One steerability run: its settings, per-basis fractions and feature rows, and extras when present."""
 
@@ -86,7 +71,7 @@ class Steering:
     """Words the vocabulary actually held."""
     fractions: dict[str, float]
     """basis → fraction steerable; bases: sae, neurons, random_sae, random_neurons (random = null model)."""
-    rows: dict[str, tuple[FeatureScore, ...]]
+    rows: dict[str, tuple[FeatureRow, ...]]
     alpha_sweep: dict[str, dict[float, float]] = field(default_factory=dict)
     strength_curves: dict[int, StrengthCurve] = field(default_factory=dict)
     detected_factors: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -219,10 +204,10 @@ def read_steering(directory: Path) -> Steering:
     """A `clipsteer steerability` output folder (`SteerabilitySummary` + feature rows per basis)."""
     from clipsteer.steer.results import SteerabilitySummary, read_feature_rows, rows_file
 
+
     summary = SteerabilitySummary.read(directory)
     config = summary.config
-    rows = {b: tuple(FeatureScore(r.feature, r.steerability, r.power, r.top_concept, r.steerable)
-                     for r in read_feature_rows(directory, b))
+    rows = {b: tuple(read_feature_rows(directory, b))
             for b in summary.bases if rows_file(directory, b).is_file()}
     detected, matched = read_concept_matches(directory)
     try:
@@ -235,8 +220,7 @@ def read_steering(directory: Path) -> Steering:
                         fractions={b: s.fraction_steerable for b, s in summary.bases.items()}, rows=rows,
                         alpha_sweep={b: {float(a): f for a, f in by_alpha.items()}
                                      for b, by_alpha in summary.alpha_sweep.items()},
-                        strength_curves={int(j): StrengthCurve(c.alpha, c.steerability, c.power)
-                                         for j, c in summary.strength_curves.items()},
+                        strength_curves={int(j): c for j, c in summary.strength_curves.items()},
                         detected_factors=detected, concept_matched=matched)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{directory / summary.FILE}: its config lacks {err}; expected the settings of "
