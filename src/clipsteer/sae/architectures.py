@@ -1,27 +1,48 @@
-"""Per-architecture facts in one table, so the rest of the package asks the table instead of comparing
-architecture names. A new variant adds one `ArchSpec` here, its activation in `model.py`
-(`SparseAutoencoder._activate`), and its tests.
+"""Per-architecture behaviour in one table, so the rest of the package asks the table instead of comparing
+architecture names. A new variant adds its name to `Architecture` (sae/config.py), one `ArchSpec` here
+(its activation function and facts), and its tests; the model, trainer, objectives, file formats and
+exporters read everything else from the spec.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
 
 from clipsteer.sae.config import ARCHITECTURES, Architecture
+from clipsteer.sae.nonlinearities import batch_topk, jumprelu
+
+if TYPE_CHECKING:
+    from clipsteer.sae.model import SparseAutoencoder
+
+Activate = Callable[[Tensor, "SparseAutoencoder", "float | None"], "tuple[Tensor, Tensor | None]"]
+"""(pre [N, d_sae], the SAE, JumpReLU's straight-through bandwidth or None) → (codes [N, d_sae] ≥ 0, the
+batch's threshold estimate [] for batch-level selection or None)."""
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     name: Architecture
+    activate: Activate
     uses_k: bool
     """k sets the sparsity (exact per token, or on average per batch)."""
+    exact_k_per_token: bool
+    """Every token keeps exactly its k largest pre-activations: the sparse kernels (values/indices) apply."""
     penalty: Literal["l1", "l0"] | None
     """The sparsity term of the loss, weighted by the sparsity coefficient λ (None: k sets sparsity)."""
     dead_feature_loss: Literal["ghost_grads", "auxk"]
     """How dead features get a gradient."""
     threshold: Literal["per_feature", "batch"] | None
-    """An inference threshold saved with the weights: one per feature (learned) or one for all (estimated)."""
+    """An inference threshold saved with the weights: one per feature (learned, stored as log θ) or one for
+    all (a moving estimate of the batch's smallest kept activation, updated after each training step)."""
+    saelens_architecture: str | None
+    """SAELens' `architecture` for the same inference function (None: no equivalent)."""
+    prisma_activation: str | None
+    """ViT-Prisma's `activation_fn_str` for the same inference function (None: no equivalent)."""
 
     @property
     def sweep_name(self) -> str:
@@ -29,14 +50,48 @@ class ArchSpec:
         return "k" if self.uses_k else "lambda"
 
 
-ARCH_SPECS: dict[str, ArchSpec] = {
-    "relu": ArchSpec("relu", uses_k=False, penalty="l1", dead_feature_loss="ghost_grads", threshold=None),
-    "topk": ArchSpec("topk", uses_k=True, penalty=None, dead_feature_loss="auxk", threshold=None),
-    "batchtopk": ArchSpec("batchtopk", uses_k=True, penalty=None, dead_feature_loss="auxk", threshold="batch"),
-    "jumprelu": ArchSpec("jumprelu", uses_k=False, penalty="l0", dead_feature_loss="ghost_grads",
-                         threshold="per_feature"),
-}
+def _relu(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> tuple[Tensor, Tensor | None]:
+    return pre.relu(), None
+
+
+def _topk(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> tuple[Tensor, Tensor | None]:
+    """Dense reference of the per-token TopK (the fast path is `clipsteer.sae.sparse.topk_encode`)."""
+    assert sae.config.k is not None
+    top = pre.topk(sae.config.k, dim=-1, sorted=False)
+    return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu()), None
+
+
+def _jumprelu(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> tuple[Tensor, Tensor | None]:
+    threshold = sae.threshold.to(pre.dtype)
+    if bandwidth is not None:  # training: straight-through gradient to θ
+        return jumprelu(pre, threshold, bandwidth), None
+    return pre.relu() * (pre > threshold).to(pre.dtype), None
+
+
+def _batchtopk(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> tuple[Tensor, Tensor | None]:
+    """Like dropout, batch-level selection in train() mode and the estimated threshold in eval() mode."""
+    assert sae.config.k is not None
+    if sae.training:
+        return batch_topk(pre, sae.config.k)
+    if torch.isnan(sae.threshold):
+        raise RuntimeError("this BatchTopK SAE has no inference threshold yet: train it (the trainer "
+                           "estimates it), or set sae.batch_threshold, or call sae.train() for batch selection")
+    return pre.relu() * (pre > sae.threshold).to(pre.dtype), None
+
+
+ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
+    ArchSpec("relu", _relu, uses_k=False, exact_k_per_token=False, penalty="l1", dead_feature_loss="ghost_grads",
+             threshold=None, saelens_architecture="standard", prisma_activation="relu"),
+    ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
+             threshold=None, saelens_architecture="topk", prisma_activation="topk"),
+    ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
+             threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
+    ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",
+             dead_feature_loss="ghost_grads", threshold="per_feature", saelens_architecture="jumprelu",
+             prisma_activation=None),
+)}
 assert set(ARCH_SPECS) == set(ARCHITECTURES), "every architecture needs a spec"
+assert all(s.uses_k for s in ARCH_SPECS.values() if s.exact_k_per_token), "exact per-token k needs k"
 
 
 def spec(architecture: str) -> ArchSpec:

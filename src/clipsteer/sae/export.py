@@ -71,18 +71,18 @@ def saelens_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]
     cfg: dict = {"d_in": config.d_in, "d_sae": config.d_sae, "dtype": "float32", "device": "cpu",
                  "apply_b_dec_to_input": True, "normalize_activations": _SAELENS_NORMALIZATION[config.normalization],
                  "reshape_activations": "none"}
-    if config.architecture == "relu":
-        cfg["architecture"] = "standard"
-    elif config.architecture == "topk":
-        cfg |= {"architecture": "topk", "k": config.k, "rescale_acts_by_decoder_norm": False}
-    else:
-        cfg["architecture"] = "jumprelu"
-        if config.architecture == "batchtopk":
-            threshold = float(tensors["threshold"])
-            if not math.isfinite(threshold):
-                raise ExportError("this BatchTopK SAE has no inference threshold yet (train it longer than one "
-                                  "step); SAELens would need one per feature")
-            tensors["threshold"] = torch.full((config.d_sae,), max(threshold, 0.0))
+    arch = sae.spec
+    if arch.saelens_architecture is None:
+        raise ExportError(f"a {config.architecture} SAE has no SAELens equivalent")
+    cfg["architecture"] = arch.saelens_architecture
+    if arch.exact_k_per_token:
+        cfg |= {"k": config.k, "rescale_acts_by_decoder_norm": False}
+    if arch.threshold == "batch":  # one threshold for all features; SAELens stores one per feature
+        threshold = float(tensors["threshold"])
+        if not math.isfinite(threshold):
+            raise ExportError(f"this {config.architecture} SAE has no inference threshold yet (train it longer "
+                              "than one step); SAELens would need one per feature")
+        tensors["threshold"] = torch.full((config.d_sae,), max(threshold, 0.0))
     # sae_lens_version names the cfg.json layout: SAELens reads `metadata` only from files marked ≥ 6.0.
     cfg["metadata"] = {"sae_lens_version": SAELENS_LAYOUT_VERSION, "model_name": config.model,
                        "hook_name": _hook_name(config.site), "hook_head_index": None,
@@ -108,7 +108,8 @@ def prisma_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]]
     """(config.json contents, state dict) of `sae` in ViT-Prisma's layout."""
     sae = _exportable(sae)
     config = sae.config
-    if config.architecture not in ("relu", "topk"):
+    activation = sae.spec.prisma_activation
+    if activation is None:
         raise ExportError(f"a {config.architecture} SAE has no ViT-Prisma equivalent (Prisma's standard SAE is "
                           "relu or topk); export it with --format saelens")
     if config.d_sae % config.d_in:
@@ -122,8 +123,8 @@ def prisma_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]]
         "model_name": config.model or "unknown", "hook_point_layer": int(match.group(1)),
         "layer_subtype": f"hook_{match.group(2)}", "hook_point_head_index": None, "d_in": config.d_in,
         "expansion_factor": config.d_sae // config.d_in, "architecture": "standard",
-        "activation_fn_str": config.architecture,
-        "activation_fn_kwargs": {"k": config.k} if config.architecture == "topk" else {},
+        "activation_fn_str": activation,
+        "activation_fn_kwargs": {"k": config.k} if sae.spec.uses_k else {},
         "normalize_activations": _SAELENS_NORMALIZATION[config.normalization],
         "cls_token_only": config.tokens == "cls", "use_patches_only": config.tokens == "patches",
         "_device": "cpu", "_dtype": "float32", "log_to_wandb": False,

@@ -29,8 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from clipsteer.sae.architectures import ArchSpec, spec
 from clipsteer.sae.config import SAEConfig
-from clipsteer.sae.nonlinearities import batch_topk, jumprelu
 from clipsteer.sae.normalization import NormStats, denormalize, normalize
 from clipsteer.sae.sparse import sparse_decode, topk_encode
 
@@ -130,10 +130,11 @@ class SparseAutoencoder(nn.Module):
         self.W_enc = nn.Parameter(W_dec.t().contiguous().to(device=device, dtype=dtype))
         self.b_enc = nn.Parameter(torch.zeros(d_sae, device=device, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
-        if config.architecture == "jumprelu":
+        self.spec: ArchSpec = spec(config.architecture)
+        if self.spec.threshold == "per_feature":
             self.log_threshold = nn.Parameter(torch.full((d_sae,), math.log(DEFAULT_JUMPRELU_THRESHOLD),
                                                          device=device, dtype=dtype))
-        if config.architecture == "batchtopk":
+        elif self.spec.threshold == "batch":
             self.register_buffer("batch_threshold", torch.tensor(float("nan"), device=device, dtype=dtype))
         if config.normalization == "constant_scale":
             self.register_buffer("input_scale", torch.tensor(1.0, device=device, dtype=dtype))
@@ -153,12 +154,17 @@ class SparseAutoencoder(nn.Module):
 
     @property
     def threshold(self) -> Tensor:
-        """JumpReLU: per-feature thresholds θ = exp(log θ) [d_sae]; BatchTopK: the inference threshold []."""
-        if self.architecture == "jumprelu":
+        """Per-feature thresholds θ = exp(log θ) [d_sae] (JumpReLU), or the one inference threshold [] (BatchTopK)."""
+        if self.spec.threshold == "per_feature":
             return self.log_threshold.exp()
-        if self.architecture == "batchtopk":
+        if self.spec.threshold == "batch":
             return self.batch_threshold
         raise AttributeError(f"a {self.architecture} SAE has no threshold")
+
+    @property
+    def uses_sparse_topk(self) -> bool:
+        """Exact per-token TopK computed by the sparse kernels (values/indices, never a dense [N, d_sae])."""
+        return self.spec.exact_k_per_token and self.topk_impl == "sparse"
 
     def extra_repr(self) -> str:
         c = self.config
@@ -201,42 +207,25 @@ class SparseAutoencoder(nn.Module):
         """x̃ [N, d_in] → pre [N, d_sae]."""
         return torch.addmm(self.effective_encoder_bias(), x_norm, self.W_enc)
 
-    def _activate(self, pre: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Dense activation: pre [N, d_sae] → (f [N, d_sae], BatchTopK batch threshold or None)."""
-        arch = self.architecture
-        if arch == "relu":
-            return pre.relu(), None
-        if arch == "topk":
-            assert self.config.k is not None
-            top = pre.topk(self.config.k, dim=-1, sorted=False)
-            return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu()), None
-        if arch == "jumprelu":
-            return pre.relu() * (pre > self.threshold).to(pre.dtype), None
-        assert arch == "batchtopk" and self.config.k is not None
-        if self.training:
-            return batch_topk(pre, self.config.k)
-        if torch.isnan(self.batch_threshold):
-            raise RuntimeError("this BatchTopK SAE has no inference threshold yet: train it (the trainer "
-                               "estimates it), or set sae.batch_threshold, or call sae.train() for batch selection")
-        return pre.relu() * (pre > self.batch_threshold).to(pre.dtype), None
-
     # ----- public API ------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
         """x [..., d_in] → codes f [..., d_sae] (non-negative)."""
         x2, lead = self._flatten(x)
         x_norm, _ = self.normalize_input(x2)
-        if self.architecture == "topk" and self.topk_impl == "sparse":
+        if self.uses_sparse_topk:
             assert self.config.k is not None
             values, indices, _, _ = topk_encode(x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k)
             codes = densify(values, indices, self.d_sae)
         else:
-            codes, _ = self._activate(self.pre_activations(x_norm))
+            codes, _ = self.spec.activate(self.pre_activations(x_norm), self, None)
         return codes.reshape(*lead, self.d_sae)
 
     def encode_sparse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """TopK only: x [..., d_in] → (values [..., k], indices [..., k]); values ≥ 0, indices distinct per token."""
-        if self.architecture != "topk":
-            raise ValueError(f"encode_sparse needs a topk SAE; this one is {self.architecture} (use encode)")
+        """Exact per-token k only (TopK): x [..., d_in] → (values [..., k], indices [..., k]); values ≥ 0, indices
+        distinct per token."""
+        if not self.spec.exact_k_per_token:
+            raise ValueError(f"encode_sparse needs an SAE with exactly k features per token (topk); this one is "
+                             f"{self.architecture} (use encode)")
         assert self.config.k is not None
         x2, lead = self._flatten(x)
         x_norm, _ = self.normalize_input(x2)
@@ -263,7 +252,7 @@ class SparseAutoencoder(nn.Module):
             return SAEOutput(recon, self.d_sae, values=trace.values.reshape(*lead, -1),
                              indices=trace.indices.reshape(*lead, -1))
         assert trace.codes is not None
-        if self.architecture == "topk":  # dense reference path: still expose the sparse form
+        if self.spec.exact_k_per_token:  # dense reference path: still expose the sparse form
             top = trace.codes.topk(self.config.k, dim=-1, sorted=False)  # type: ignore[arg-type]
             return SAEOutput(recon, self.d_sae, codes=trace.codes.reshape(*lead, self.d_sae),
                              values=top.values.reshape(*lead, -1), indices=top.indices.reshape(*lead, -1))
@@ -281,8 +270,7 @@ class SparseAutoencoder(nn.Module):
             raise SAEInputError(f"trace: expected a flat batch [N, d_in={self.d_in}], got {tuple(x.shape)}")
         x, _ = self._flatten(x)
         x_norm, stats = self.normalize_input(x)
-        arch = self.architecture
-        if arch == "topk" and self.topk_impl == "sparse":
+        if self.uses_sparse_topk:
             assert self.config.k is not None
             values, indices, aux_values, aux_indices = topk_encode(
                 x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux)
@@ -295,15 +283,11 @@ class SparseAutoencoder(nn.Module):
                               indices=indices, aux_values=aux_values if k_aux else None,
                               aux_indices=aux_indices if k_aux else None)
         pre = self.pre_activations(x_norm)
-        batch_threshold = None
-        if arch == "jumprelu" and jumprelu_bandwidth is not None:
-            codes = jumprelu(pre, self.threshold.to(pre.dtype), jumprelu_bandwidth)
-        else:
-            codes, batch_threshold = self._activate(pre)
+        codes, batch_threshold = self.spec.activate(pre, self, jumprelu_bandwidth)
         recon_norm = torch.addmm(self.b_dec.to(codes.dtype), codes, self.W_dec.to(codes.dtype)).float()
         aux_codes = None
         if k_aux > 0:
-            assert dead_mask is not None and arch in ("topk", "batchtopk")
+            assert dead_mask is not None and self.spec.dead_feature_loss == "auxk"
             aux = pre.masked_fill(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
             aux_codes = torch.zeros_like(pre).scatter(-1, aux.indices, aux.values)
         with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Dense activation functions of the SAE variants (the sparse TopK path lives in `clipsteer.sae.sparse`).
+"""Dense activation functions used by the SAE variants in `clipsteer.sae.architectures` (the sparse TopK path
+lives in `clipsteer.sae.sparse`).
 
 JumpReLU uses the straight-through estimator of Rajamanoharan et al. (2024): the Heaviside step H(z − θ)
 has zero gradient almost everywhere, so its derivative with respect to the threshold θ is replaced by a

@@ -30,7 +30,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from clipsteer.sae.architectures import spec
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.nonlinearities import step
 from clipsteer.sae.sparse import sparse_decode
@@ -118,7 +117,7 @@ def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
 def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: ObjectiveConfig,
                    sparsity_coefficient: float, dead_mask: Tensor | None) -> Losses:
     """Total loss to minimise and its named terms, for one trace (see module docstring)."""
-    arch = spec(sae.architecture)
+    arch = sae.spec
     recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction)
     recon = recon_elem.mean()
     total = recon

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import SAEConfig, SAEConfigError
 from clipsteer.sae.hook_names import site_from_foreign_hook
 from clipsteer.sae.io import SAEFormatError, check_weights, read_json, read_safetensors, sae_from_weights
@@ -119,7 +120,7 @@ def load_saelens_sae(folder: str | Path, device: str | torch.device = "cpu") -> 
     config, layout = saelens_config(read_json(cfg_path), cfg_path)
     weights_path = folder / WEIGHTS_NAME
     weights = read_safetensors(weights_path)
-    expected = {"W_enc", "b_enc", "W_dec", "b_dec"} | ({"threshold"} if config.architecture == "jumprelu" else set())
+    expected = {"W_enc", "b_enc", "W_dec", "b_dec"} | ({"threshold"} if spec(config.architecture).threshold else set())
     if set(weights) != expected:
         raise SAEFormatError(f"{weights_path}: tensors {sorted(weights)}; a SAELens {config.architecture} SAE has "
                              f"{sorted(expected)}")

@@ -127,7 +127,7 @@ class Trainer:
             sae, objective = updater.sae, updater.recipe.objective
             if sae.config.normalization == "constant_scale":
                 sae.input_scale.fill_(estimate_input_scale(sample))
-            if sae.architecture == "jumprelu":
+            if sae.spec.threshold == "per_feature":
                 sae.log_threshold.fill_(math.log(objective.jumprelu_init_threshold))
             x_norm, _ = sae.normalize_input(sample)
             if config.b_dec_init == "geometric_median":
@@ -268,7 +268,7 @@ def fit_encoder_scale_(sae: SparseAutoencoder, sample: Tensor) -> float:
     if not math.isfinite(scale) or scale <= 0:
         return 1.0  # nothing fires, or the fit is degenerate: keep the plain transpose
     sae.W_enc.mul_(scale)
-    if sae.architecture == "jumprelu":
+    if sae.spec.threshold == "per_feature":  # thresholds live in pre-activation units
         sae.log_threshold.add_(math.log(scale))
     return scale
 

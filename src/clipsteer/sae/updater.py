@@ -13,7 +13,6 @@ import math
 import torch
 from torch import Tensor
 
-from clipsteer.sae.architectures import spec
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -62,7 +61,7 @@ class SAEUpdater:
         coefficient = linear_warmup(step, target=objective.sparsity_coefficient, warmup=objective.sparsity_warmup_steps)
         dead_mask = self.stats.dead_mask(config.dead_feature_window)
         n_dead = int(dead_mask.sum())
-        k_aux = auxk_size(objective, sae.d_in, n_dead) if spec(sae.architecture).dead_feature_loss == "auxk" else 0
+        k_aux = auxk_size(objective, sae.d_in, n_dead) if sae.spec.dead_feature_loss == "auxk" else 0
         device_type = x.device.type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
@@ -89,7 +88,7 @@ class SAEUpdater:
         metrics = {key: float(value) for key, value in losses.terms.items()}
         metrics.update(l0=trace.l0, explained_variance=explained_variance(trace.recon, trace.x), lr=lr,
                        sparsity_coefficient=coefficient, frac_dead=n_dead / sae.d_sae, grad_norm=grad_norm)
-        if sae.architecture == "batchtopk":
+        if sae.spec.threshold == "batch":
             metrics["batch_threshold"] = float(sae.batch_threshold)
         metrics.update(self.pending_window_summary)
         self.pending_window_summary = {}
@@ -97,7 +96,7 @@ class SAEUpdater:
 
     @torch.no_grad()
     def _update_batch_threshold(self, trace: TrainTrace) -> None:
-        if self.sae.architecture != "batchtopk" or trace.batch_threshold is None:
+        if self.sae.spec.threshold != "batch" or trace.batch_threshold is None:
             return
         value = trace.batch_threshold.to(self.sae.batch_threshold.dtype)
         if torch.isnan(value):
