@@ -92,8 +92,21 @@ def test_open_dataset(folder: Path, tmp_path: Path) -> None:
 
 
 def test_registered_dataset_source(folder: Path) -> None:
-    register_dataset_source("mine", lambda rest: ImageFolder(folder / rest))
+    register_dataset_source("mine", lambda rest, split: ImageFolder(folder / rest))
     assert len(open_dataset("mine:.")) == 5
+
+
+def test_labelled_formats_and_the_world_open_through_the_one_registry(folder: Path, tmp_path: Path) -> None:
+    from labelled_fixtures import write_waterbirds
+
+    labelled = open_dataset("world:background:8", "val")
+    assert len(labelled) == 8 and set(labelled.labels()) >= {"label", "spurious"}
+    root = write_waterbirds(tmp_path / "wb")
+    assert len(open_dataset(f"waterbirds:{root}", "test")) == 16
+    with pytest.raises(ValueError, match="Waterbirds: name a split; choose from"):
+        open_dataset(f"waterbirds:{root}")
+    with pytest.raises(ValueError, match="plain image folder and has no splits"):
+        open_dataset(folder, "train")
 
 
 def test_open_dataset_world_split() -> None:

@@ -4,17 +4,16 @@
 paths in a fixed order, integer label columns and their value names. Readers (`waterbirds.py`,
 `celeba.py`, `typographic_sets.py`, `labels_csv.py`) only parse their format into it.
 
-Specs (`open_labelled(spec, split)`): `waterbirds:ROOT`, `celeba:ROOT`, `rta100:ROOT`, `paint:ROOT`,
-`disentangling:ROOT`, `csv:ROOT` (a folder with `labels.csv`), and any source an installed package
-registers in the entry-point group `clipsteer.labelled_datasets` — the synthetic world registers
-`world:TASK[:N]` that way, so nothing generic imports it.
+Specs (`open_labelled(spec, split)`, i.e. `clipsteer.data.open_dataset(spec, split)` checked for
+labels): `waterbirds:ROOT`, `celeba:ROOT`, `rta100:ROOT`, `paint:ROOT`, `disentangling:ROOT`, `csv:ROOT`
+(a folder with `labels.csv`), and any source registered with `clipsteer.data.resolve` — the synthetic
+world's `world:TASK[:N]` is one, so nothing generic imports it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +89,9 @@ def check_root(root: str | Path, required: Sequence[str], fmt: str) -> Path:
     return path
 
 
-def check_split(split: str, splits: Sequence[str], fmt: str) -> str:
+def check_split(split: str | None, splits: Sequence[str], fmt: str) -> str:
+    if split is None:
+        raise ValueError(f"{fmt}: name a split; choose from {list(splits)}")
     if split not in splits:
         raise ValueError(f"{fmt}: unknown split {split!r}; choose from {list(splits)}")
     return split
@@ -103,35 +104,12 @@ def index_of(values: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
     return names, np.array([lookup[v] for v in values], dtype=np.int64)
 
 
-Opener = Callable[[str, str], NamedLabelledDataset]  # (root or spec body, split) -> dataset
-
-# Built-in sources, imported lazily by "module:function" so that opening one format never imports another.
-_SOURCES: dict[str, str | Opener] = {
-    "waterbirds": "clipsteer.data.waterbirds:open_waterbirds",
-    "celeba": "clipsteer.data.celeba:open_celeba",
-    "rta100": "clipsteer.data.typographic_sets:open_rta100",
-    "paint": "clipsteer.data.typographic_sets:open_paint",
-    "disentangling": "clipsteer.data.typographic_sets:open_disentangling",
-    "csv": "clipsteer.data.labels_csv:open_labels_csv",
-}
-ENTRY_POINT_GROUP = "clipsteer.labelled_datasets"
-
-
-def register_labelled_source(prefix: str, opener: Opener) -> None:
-    """Make `open_labelled('PREFIX:...')` call `opener(body, split)`."""
-    _SOURCES[prefix] = opener
-
-
 def open_labelled(spec: str, split: str) -> NamedLabelledDataset:
-    """Open a labelled dataset from `PREFIX:BODY` (see module docstring) at one split."""
-    from importlib.metadata import entry_points
+    """`open_dataset(spec, split)`, checked to be a labelled dataset with named label values."""
+    from clipsteer.data.resolve import open_dataset
 
-    prefix, sep, body = str(spec).partition(":")
-    sources = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)} | _SOURCES
-    if not sep or prefix not in sources:
-        raise ValueError(f"labelled dataset {spec!r}: expected PREFIX:ROOT with PREFIX one of {sorted(sources)}")
-    opener = sources[prefix]
-    if isinstance(opener, str):
-        module, name = opener.split(":")
-        opener = getattr(importlib.import_module(module), name)
-    return opener(body, split)
+    dataset = open_dataset(spec, split)
+    if not isinstance(dataset, NamedLabelledDataset):
+        raise ValueError(f"dataset {spec!r} has no named labels ({type(dataset).__name__}); expected a labelled "
+                         "dataset such as waterbirds:ROOT, celeba:ROOT, csv:ROOT or world:background")
+    return dataset

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,9 @@ from clipsteer.world.generate import WorldBatch, render_scenes
 from clipsteer.world.masks import patch_masks
 from clipsteer.world.render import render
 from clipsteer.world.version import WORLD_VERSION
+
+if TYPE_CHECKING:
+    from clipsteer.world.labelled import WorldLabelled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,12 @@ def parse_spec(spec: str, world: WorldConfig | None = None) -> WorldDataset:
     return WorldDataset(task=task, split=split, variant=variant, n=n, world=world or WorldConfig())
 
 
-def open_world_dataset(spec: str) -> WorldDataset:
-    """Entry point for `clipsteer.data.open_dataset('world:<spec>')`."""
-    return parse_spec(spec)
+def open_world_dataset(spec: str, split: str | None = None) -> WorldDataset | WorldLabelled:
+    """Entry point for `clipsteer.data.open_dataset('world:<spec>'[, split])`: without a split, the spec
+    names one (`TASK[/SPLIT[/VARIANT]][:N]`); with one, it is a labelled task spec (`TASK[/VARIANT][:N]`,
+    see `clipsteer.world.labelled`)."""
+    if split is None:
+        return parse_spec(spec)
+    from clipsteer.world.labelled import open_world_labelled
+
+    return open_world_labelled(spec, split)
