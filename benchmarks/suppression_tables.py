@@ -1,8 +1,11 @@
 """Tables of `debias` / `typographic-defense` runs over SAE seeds: mean ± sd per layer and method.
 
-Each argument is a run folder (its `result.json` is read through the typed readers). Folders named
-`<name>_L<layers>` are parts of one run at different layers (same splits) and are merged; runs on one
-dataset are then treated as SAE seeds. Numbers are on the report split, in points (accuracy × 100).
+Each argument is a run folder (its `result.json` is read as a `SuppressionResult`). Folders named
+`<name>_L<layers>` are parts of one run at different layers (same splits) and are merged; runs of one
+experiment on one dataset are then treated as SAE seeds. Numbers are on the report split, in points
+(accuracy × 100): the metric k was chosen by (WGA / object accuracy under attack), the guard metric
+(accuracy / clean accuracy), their changes from the unedited model, and for debiasing the share of the
+accuracy–WGA gap closed.
 
     python benchmarks/suppression_tables.py runs/m/background_seed0 runs/m/background_seed1 ...
 """
@@ -11,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from clipsteer.experiments.debias import DebiasResult
-from clipsteer.experiments.typographic import TypographicResult
+from clipsteer.experiments.suppression import SuppressionResult, metric
 
 METHOD_ORDER = ("sae", "random", "neurons")
 
@@ -31,57 +32,44 @@ def pm(values: list[float]) -> str:
     return f"{v.mean():5.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:4.1f}"
 
 
-def debias_table(results: list[DebiasResult]) -> str:
-    z = [r.zero_shot.report for r in results]
-    lines = [f"## {results[0].dataset}: {len(results)} SAE seeds (report split, points, mean ± sd)",
-             f"zero-shot: WGA {pm([m.wga for m in z])}  avg {pm([m.avg for m in z])}  "
-             f"gap {pm([m.avg - m.wga for m in z])}"]
-    if results[0].orth_proj is not None:
-        o = [r.orth_proj.report for r in results if r.orth_proj is not None]
-        lines.append(f"Orth-Proj: WGA {pm([m.wga for m in o])}  avg {pm([m.avg for m in o])}")
-    lines.append("| site | method | k, tokens (per seed) | WGA | ΔWGA | avg | Δavg | gap closed % |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for n, layer in enumerate(results[0].layers):
+def table(results: list[SuppressionResult]) -> str:
+    first = results[0]
+    score, guard = first.score, first.guard
+    base = [r.baseline.report for r in results]
+    gap = first.experiment == "debias"
+
+    def row(reports: list) -> str:
+        return " ".join(f"{name} {pm([r[name] for r in map(first.values, reports)])}"
+                        for name in first.values(reports[0]))
+
+    lines = [f"## {first.experiment} on {first.dataset}: {len(results)} SAE seeds (report split, points, mean ± sd)",
+             f"{first.baseline.method}: {row(base)}"]
+    lines += [f"{name}: {row([r.references[name].report for r in results])}" for name in first.references]
+    lines.append(f"| site | method | k, tokens (per seed) | {score} | Δ{score} | {guard} | Δ{guard} |"
+                 + (" gap closed % |" if gap else ""))
+    lines.append("|---" * (6 + gap) + "|")
+    for n, layer in enumerate(first.layers):
         for method in methods_of(layer):
-            ms = [r.layers[n].methods[method] for r in results]
-            wga = [m.report.wga for m in ms]
-            avg = [m.report.avg for m in ms]
-            d_wga = [m.report.wga - b.wga for m, b in zip(ms, z, strict=True)]
-            d_avg = [m.report.avg - b.avg for m, b in zip(ms, z, strict=True)]
-            closed = [(1 - (m.report.avg - m.report.wga) / (b.avg - b.wga)) for m, b in zip(ms, z, strict=True)]
-            choice = ", ".join(f"{m.k}/{m.tokens}" for m in ms)
-            lines.append(f"| {layer.site} | {method} | {choice} | {pm(wga)} | {pm(d_wga)} | {pm(avg)} | {pm(d_avg)} "
-                         f"| {pm(closed)} |")
+            ms = [r.layers[n].methods[method].report for r in results]
+            choice = ", ".join(f"{r.layers[n].methods[method].k}/{r.layers[n].methods[method].tokens}" for r in results)
+            cells = [pm([metric(m, score) for m in ms]),
+                     pm([metric(m, score) - metric(b, score) for m, b in zip(ms, base, strict=True)]),
+                     pm([metric(m, guard) for m in ms]),
+                     pm([metric(m, guard) - metric(b, guard) for m, b in zip(ms, base, strict=True)])]
+            if gap:
+                cells.append(pm([1 - (metric(m, guard) - metric(m, score)) / (metric(b, guard) - metric(b, score))
+                                 for m, b in zip(ms, base, strict=True)]))
+            lines.append(f"| {layer.site} | {method} | {choice} | " + " | ".join(cells) + " |")
     lines.append("best layer on the choose split, per seed: " + ", ".join(r.best_site for r in results))
     return "\n".join(lines)
 
 
-def typographic_table(results: list[TypographicResult]) -> str:
-    b = [r.no_defense.report for r in results]
-    lines = [f"## {results[0].dataset}: {len(results)} SAE seeds (report split, points, mean ± sd)",
-             f"no defense: OCA {pm([m.oca for m in b])}  TCR {pm([m.tcr for m in b])}  "
-             f"clean {pm([m.clean_accuracy for m in b])}  blank-note ceiling {pm([m.blank_accuracy for m in b])}",
-             "| site | method | k, tokens (per seed) | OCA | ΔOCA | TCR | clean | Δclean |", "|---|---|---|---|---|---|---|---|"]
-    for n, layer in enumerate(results[0].layers):
-        for method in methods_of(layer):
-            ms = [r.layers[n].methods[method] for r in results]
-            lines.append(f"| {layer.site} | {method} | {', '.join(f'{m.k}/{m.tokens}' for m in ms)} "
-                         f"| {pm([m.report.oca for m in ms])} "
-                         f"| {pm([m.report.oca - x.oca for m, x in zip(ms, b, strict=True)])} "
-                         f"| {pm([m.report.tcr for m in ms])} | {pm([m.report.clean_accuracy for m in ms])} "
-                         f"| {pm([m.report.clean_accuracy - x.clean_accuracy for m, x in zip(ms, b, strict=True)])} |")
-    lines.append("best layer on the choose split, per seed: " + ", ".join(r.best_site for r in results))
-    return "\n".join(lines)
-
-
-def merge(parts: list):
+def merge(parts: list[SuppressionResult]) -> SuppressionResult:
     """One result from parts of a run that differ only in their layers (the baseline must agree)."""
     first = parts[0]
-    baseline = "zero_shot" if isinstance(first, DebiasResult) else "no_defense"
-    assert all(getattr(p, baseline) == getattr(first, baseline) for p in parts), "parts disagree on the baseline"
+    assert all(p.baseline == first.baseline for p in parts), "parts disagree on the baseline"
     layers = tuple(layer for p in parts for layer in p.layers)
-    score = (lambda m: m.choose.wga) if isinstance(first, DebiasResult) else (lambda m: m.choose.oca)
-    best = max(layers, key=lambda layer: score(layer.methods["sae"]))
+    best = max(layers, key=lambda layer: metric(layer.methods["sae"].choose, first.score))
     return dataclasses.replace(first, layers=layers, best_site=best.site)
 
 
@@ -89,18 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
-    groups: dict[str, list] = {}
+    groups: dict[str, list[SuppressionResult]] = {}
     for run in args.runs:
-        path = run / "result.json"
-        reader = TypographicResult if "no_defense" in json.loads(path.read_text()) else DebiasResult
-        groups.setdefault(run.name.rsplit("_L", 1)[0], []).append(reader.from_json(path))
+        groups.setdefault(run.name.rsplit("_L", 1)[0], []).append(SuppressionResult.read(run))
     merged = [merge(parts) for parts in groups.values()]
-    debias = [r for r in merged if isinstance(r, DebiasResult)]
-    typographic = [r for r in merged if isinstance(r, TypographicResult)]
-    for dataset in dict.fromkeys(r.dataset for r in debias):
-        print(debias_table([r for r in debias if r.dataset == dataset]), "\n")
-    for dataset in dict.fromkeys(r.dataset for r in typographic):
-        print(typographic_table([r for r in typographic if r.dataset == dataset]), "\n")
+    for key in dict.fromkeys((r.experiment, r.dataset) for r in merged):
+        print(table([r for r in merged if (r.experiment, r.dataset) == key]), "\n")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from clipsteer.cli import run_command
 from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import group_labels
 from clipsteer.data.typographic import RenderedAttacks
-from clipsteer.experiments.debias import DebiasResult
-from clipsteer.experiments.typographic import TypographicResult
+from clipsteer.evaluate.groups import GroupReport, TypographicReport
+from clipsteer.experiments.suppression import SuppressionResult
 from clipsteer.models.backbone import Backbone
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
@@ -50,8 +50,8 @@ def test_debias_end_to_end_on_a_waterbirds_folder(setup: dict) -> None:
                           f"waterbirds:{setup['data']}", "--out", str(out), "--templates", TEMPLATE,
                           "--selection.n-features", "1", "4", "--selection.max-target-information", "0.5",
                           "--spurious-templates", "a photo of {}"])
-    assert DebiasResult.from_json(out / "result.json") == result
-    assert {p.name for p in out.iterdir()} >= {"config.json", "result.json", "debias_layers.png",
+    assert SuppressionResult.read(out) == result and result.experiment == "debias"
+    assert {p.name for p in out.iterdir()} >= {"debias.run.json", "result.json", "debias_layers.png",
                                                "features_0_blocks.0.resid_post.json"}
     # zero-shot on the test split, computed here without the experiment code
     test = open_labelled(f"waterbirds:{setup['data']}", "test")
@@ -59,17 +59,21 @@ def test_debias_end_to_end_on_a_waterbirds_folder(setup: dict) -> None:
     correct = pred == test.labels()["label"]
     group = group_labels(test)[0]
     per_group = [correct[group == g].mean() for g in range(4)]
-    assert result.zero_shot.report.wga == pytest.approx(min(per_group))
-    assert result.zero_shot.report.avg == pytest.approx(correct.mean())
-    assert result.zero_shot.report.avg_reweighted == pytest.approx(np.mean(per_group))  # train groups balanced
+    zero_shot = result.baseline
+    assert zero_shot.method == "zero_shot" and isinstance(zero_shot.report, GroupReport)
+    assert zero_shot.report.wga == pytest.approx(min(per_group))
+    assert zero_shot.report.accuracy == pytest.approx(correct.mean())
+    values = result.values(zero_shot.report)
+    assert values["avg_reweighted"] == pytest.approx(np.mean(per_group))  # train groups balanced
     for layer in result.layers:
         sae = layer.methods["sae"]
         assert sae.k in (0, 1, 4) and len(sae.features) == sae.k
-        assert sae.choose.avg >= result.zero_shot.choose.avg - 0.03  # the choice rule held
-        assert layer.curve[0][:2] == (0, "all") and layer.curve[0][2] == pytest.approx(result.zero_shot.choose.wga)
+        assert sae.choose.accuracy >= zero_shot.choose.accuracy - 0.03  # the choice rule held
+        first = layer.candidates[0]
+        assert (first.k, first.tokens) == (0, "all") and first.score == pytest.approx(zero_shot.choose.wga)
         assert set(layer.methods) == {"sae", "random", "neurons"}
         assert len(layer.methods["random"].report_draws) == 3
-    assert result.orth_proj is not None and 0 <= result.orth_proj.report.wga <= 1
+    assert set(result.references) == {"orth_proj"} and 0 <= result.references["orth_proj"].report.wga <= 1
     details = json.loads((out / "features_1_blocks.1.resid_post.json").read_text())
     strengths = [f["spurious_strength"] for f in details["features"]]
     assert strengths == sorted(strengths, reverse=True) and all(f["target_information"] <= 0.5 for f in details["features"])
@@ -84,15 +88,16 @@ def test_typographic_defense_end_to_end_on_a_waterbirds_folder(setup: dict) -> N
     result = run_command(["typographic-defense", "--saes", setup["saes"][1], "--model", setup["model"],
                           "--dataset", f"waterbirds:{setup['data']}", "--out", str(out), "--templates", TEMPLATE,
                           "--selection.n-features", "2", "--selection.max-target-information", "0.5"])
-    assert TypographicResult.from_json(out / "result.json") == result
-    base = result.no_defense.report
+    assert SuppressionResult.read(out) == result and result.experiment == "typographic"
+    base = result.baseline.report
+    assert isinstance(base, TypographicReport) and base.blank_accuracy is not None
     # two classes and a wrong word always: every attacked prediction is either the object or the word
-    assert base.oca + base.tcr == pytest.approx(1.0)
+    assert base.attacked_accuracy + base.text_capture_rate == pytest.approx(1.0)
     test = open_labelled(f"waterbirds:{setup['data']}", "test")
     attacked = RenderedAttacks(test, 64, "attacked", seed=300)
     pred = zero_shot_predictions(setup["model"], [attacked.load(i) for i in range(len(test))],
                                  ("landbird", "waterbird"))
-    assert base.oca == pytest.approx((pred == test.labels()["label"]).mean())
+    assert base.attacked_accuracy == pytest.approx((pred == test.labels()["label"]).mean())
     sae = result.layers[0].methods["sae"]
-    assert sae.k in (0, 2) and sae.choose.clean_accuracy >= result.no_defense.choose.clean_accuracy - 0.02
+    assert sae.k in (0, 2) and sae.choose.clean_accuracy >= result.baseline.choose.clean_accuracy - 0.02
     assert (out / "typographic_layers.png").is_file()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clipsteer.experiments.debias import SplitData, rank_spurious
+from clipsteer.evaluate.zero_shot import ZeroShotClassifier
+from clipsteer.experiments.debias import rank_spurious
 from clipsteer.experiments.suppression import (
-    PromptClassifier,
     capture_sites,
     embed,
     image_scores,
@@ -44,9 +44,7 @@ def test_statistic_ranks_the_spurious_feature_first_and_filters_the_class_featur
                       label + spurious + 0.3 * rng.random(n)], axis=1).astype(np.float32)
     hidden = torch.zeros(n, 3, 4)
     hidden[:, 1] = torch.from_numpy(feats)  # one patch holds the features; CLS and the other patch are 0
-    split = SplitData(dataset=None, indices=np.arange(n), label=label, spurious=spurious,  # type: ignore[arg-type]
-                      group=2 * label + spurious)
-    ranking = rank_spurious(DirectionSet.neurons(4), hidden, split, "patches", max_target_information=0.1)
+    ranking = rank_spurious(DirectionSet.neurons(4), hidden, label, spurious, "patches", max_target_information=0.1)
     assert ranking.features.tolist()[0] == 0
     assert 1 not in ranking.features.tolist() and 3 not in ranking.features.tolist()
     assert abs(float(ranking.statistic[0]) - 0.5) < 1e-6  # perfect separation within each class
@@ -84,8 +82,8 @@ def test_k0_reproduces_zero_shot_exactly() -> None:
     resumed = embed(backbone, site, hidden, identity)
     plain = backbone.encode_image(pixels)
     assert torch.equal(resumed, plain)
-    head = PromptClassifier(backbone, [("cat",), ("dog",), ("bird",)], ("a photo of the {}",))
-    assert np.array_equal(head.predict(resumed), head.predict(plain))
+    head = ZeroShotClassifier(backbone, ("cat", "dog", "bird"), ("a photo of the {}",))
+    assert np.array_equal(head.predict_embeddings(resumed), head.predict_embeddings(plain))
 
 
 def test_resumed_measurement_equals_a_forward_inside_suppressed() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ from PIL import Image
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
 from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.evaluate.groups import GroupReport
+from clipsteer.experiments.suppression import Candidate, LayerResult, MethodResult, SuppressionResult
 from clipsteer.report.commands import ReportConfig, report
 from clipsteer.sae.commands import TrainConfig, train
 from clipsteer.sae.recipe import TrainerConfig
@@ -50,13 +51,19 @@ def random_clip_run(world_geometry_model_dir: Path, tmp_path_factory: pytest.Tem
     steerability(SteerabilityConfig(out=run / "steerability", sae=sae_dir, model=model, images=str(images),
                                     n_images=4, max_features=12, alpha=20.0, temperature=10.0,
                                     curve_features=(3,), curve_alphas=(0.0, 10.0, 20.0)))
-    # A suppression result in the house-style shape: the report shows it and links its features' cards.
-    (run / "debias" / "background").mkdir(parents=True)
-    (run / "debias" / "background" / "result.json").write_text(json.dumps({
-        "site": SITE, "features": [5, 77],
-        "before": {"wga": 0.5, "avg": 0.8, "groups": {"a/x": 0.9, "a/y": 0.5}},
-        "after": {"wga": 0.7, "avg": 0.79, "groups": {"a/x": 0.88, "a/y": 0.7}},
-        "per_layer": {"0": {"wga": 0.6}, "1": {"wga": 0.7}}, "controls": {"random": {"wga": 0.52}}}))
+    # A suppression result as `debias` writes it: the report shows it and links its features' cards.
+    def groups(x: float, y: float) -> GroupReport:
+        return GroupReport({"a/x": x, "a/y": y}, {"a/x": 10, "a/y": 10})
+
+    def method(name: str, k: int, features: tuple[int, ...], x: float, y: float) -> MethodResult:
+        return MethodResult(name, k, "all", features, groups(x, y), groups(x, y))
+
+    layers = tuple(LayerResult(f"blocks.{n}.resid_post", "sae", {"sae": method("sae", 2, (5, 77), 0.88, wga),
+                                                                 "random": method("random", 2, (1, 2), 0.9, 0.52)},
+                               (Candidate(0, "all", 0.5, 0.7),))
+                   for n, wga in ((0, 0.6), (1, 0.7)))
+    SuppressionResult("debias", "waterbirds:x", "wga", "accuracy", method("zero_shot", 0, (), 0.9, 0.5), {},
+                      layers, SITE).write(run / "debias" / "background")
     return run
 
 

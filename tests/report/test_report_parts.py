@@ -45,7 +45,7 @@ def test_run_folders_without_saes_or_with_broken_files_are_refused(tmp_path: Pat
     assert find_quality(tmp_path, tmp_path) is None  # not an EvalResult: the report measures quality itself
     (tmp_path / "debias" / "x").mkdir(parents=True)
     (tmp_path / "debias" / "x" / "result.json").write_text(json.dumps({"before": {}, "after": {}}))
-    with pytest.raises(ValueError, match="result.json: missing or malformed field 'features'"):
+    with pytest.raises(ValueError, match=r"result.json: missing field\(s\) \['experiment'"):
         read_suppression_results(tmp_path)
 
 

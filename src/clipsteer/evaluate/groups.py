@@ -2,8 +2,8 @@
 accuracy (WGA), and the typographic-attack report. Pure functions and typed results with readers.
 
 `avg` is the mean over groups (each group weighs the same, the protocol of group-balanced test sets);
-`weighted_avg(weights)` re-weights the group accuracies, e.g. to the training group proportions
-(Waterbirds' reported "average accuracy").
+`accuracy` is over all examples; `weighted_avg(weights)` re-weights the group accuracies, e.g. to the
+training group proportions (Waterbirds' reported "average accuracy").
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ class GroupReport:
         """Mean of the group accuracies (every group weighs the same)."""
         return float(np.mean(list(self.groups.values())))
 
+    @property
+    def accuracy(self) -> float:
+        """Accuracy over all examples (groups weighted by their counts)."""
+        return self.weighted_avg(self.counts)
+
     def weighted_avg(self, weights: Mapping[str, float]) -> float:
         """Group accuracies averaged with `weights` (e.g. training-set group proportions; normalised here)."""
         missing = set(self.groups) - set(weights)
@@ -47,6 +52,13 @@ class GroupReport:
 
     def to_json(self) -> dict:
         return {"wga": self.wga, "avg": self.avg, **asdict(self)}
+
+    @classmethod
+    def mean_of(cls, reports: Sequence[GroupReport]) -> GroupReport:
+        """Group accuracies averaged over reports of the same examples (e.g. random draws)."""
+        counts = reports[0].counts
+        assert all(r.counts == counts for r in reports), "mean_of: reports of different examples"
+        return cls({g: float(np.mean([r.groups[g] for r in reports])) for g in counts}, dict(counts))
 
     @classmethod
     def from_json(cls, data: Mapping) -> GroupReport:
@@ -80,6 +92,15 @@ class TypographicReport:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def mean_of(cls, reports: Sequence[TypographicReport]) -> TypographicReport:
+        """Field-wise mean of reports of the same images (e.g. random draws)."""
+        def mean(name: str) -> float | None:
+            values = [getattr(r, name) for r in reports]
+            return None if any(v is None for v in values) else float(np.mean(values))
+
+        return cls(**{name: mean(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
     @classmethod
     def from_json(cls, data: Mapping) -> TypographicReport:

@@ -8,17 +8,24 @@
    mean-ablate) through `edit_fn`, delta form by default — and **measure** by resuming the forward
    from the site (`embed`), which equals running `with suppressed(...): backbone.encode_image(...)`
    (tested) but reuses the captured prefix for every candidate k.
-4. **Choose** k and tokens on a validation split (`choose`), report on the test split.
+4. **Choose** k and tokens on a validation split (`choose`: the best score whose guard metric drops at
+   most a bound), report on the test split.
 
 Controls use the same functions with another dictionary (`DirectionSet.neurons`) or random features.
+Each experiment (`debias`, `typographic-defense`) supplies a `SuppressionTask` — its statistic, its
+metrics, the score it chooses on and its guard — and the engine below (`suppress_and_choose`,
+`random_control`, `suppression_layer`, `run_experiment`) does the rest, writing one typed
+`SuppressionResult`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -28,11 +35,15 @@ from tqdm.auto import tqdm
 
 from clipsteer.data.protocol import LABEL, ImageDataset, NamedLabelledDataset
 from clipsteer.evaluate.auroc import auroc
+from clipsteer.evaluate.groups import GroupReport, TypographicReport
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
-from clipsteer.steer.dictionary import LinearDictionary
+from clipsteer.models.sites import token_slice
+from clipsteer.results import ResultFile
+from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.interventions import Edit, Form, edit_fn
 
 SuppressOp = Literal["ablate", "mean_ablate"]
+C = TypeVar("C", bound="ExperimentConfig")
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,13 @@ class Ranking:
 
 
 @dataclass(frozen=True)
-class Choice:
-    """A candidate (k, tokens) and its validation metrics."""
+class Candidate:
+    """A candidate (k, tokens) and its metrics on the choose split: the score chosen on and the guard."""
 
     k: int
-    tokens: TokenSelection
-    metrics: dict[str, float] = field(default_factory=dict)
+    tokens: str
+    score: float
+    guard: float
 
 
 def load_pixels(backbone: Backbone, dataset: ImageDataset, indices: Sequence[int]) -> Tensor:
@@ -100,7 +112,7 @@ def embed(backbone: Backbone, site: str, hidden: Tensor, fn: SiteFn | None = Non
 def token_masks(tokens: TokenSelection, n_tokens: int) -> Tensor:
     """bool [T] for a named token selection (CLS is index 0)."""
     mask = torch.zeros(n_tokens, dtype=torch.bool)
-    mask[{"all": slice(None), "cls": slice(0, 1), "patches": slice(1, None)}[tokens]] = True
+    mask[token_slice(tokens)] = True
     return mask
 
 
@@ -178,27 +190,6 @@ def suppressed(backbone: Backbone, dictionary: LinearDictionary, site: str, feat
         yield
 
 
-class PromptClassifier:
-    """Zero-shot classifier over label values that may each stand for several prompt names.
-
-    prompts[v] = names prompted for label value v; the predicted label is the value whose name scores
-    the highest logit (so with one name per value it is CLIP's plain zero-shot classifier)."""
-
-    def __init__(self, backbone: Backbone, prompts: Sequence[Sequence[str]], templates: Sequence[str]):
-        names = [n for group in prompts for n in group]
-        self.label_of = torch.tensor([v for v, group in enumerate(prompts) for _ in group])
-        self.backbone = backbone
-        self.head = backbone.zero_shot_head(names, tuple(templates)).cpu()  # [C', E]
-
-    def logits(self, embeddings: Tensor) -> Tensor:
-        """[N, E] → per prompt name [N, C']."""
-        return self.backbone.logit_scale * embeddings.float() @ self.head.float().T
-
-    def predict(self, embeddings: Tensor) -> np.ndarray:
-        """[N, E] → predicted label values int64 [N]."""
-        return self.label_of[self.logits(embeddings).argmax(dim=1)].numpy()
-
-
 def prompts_of(dataset: NamedLabelledDataset) -> tuple[tuple[str, ...], ...]:
     """Per label value, the names to prompt: `dataset.label_prompts()` if it has them, else its name."""
     fn = getattr(dataset, "label_prompts", None)
@@ -222,15 +213,15 @@ def patch_token_masks(masks: Sequence[np.ndarray], grid: int) -> Tensor:
     return out
 
 
-def choose(candidates: Sequence[Choice], key: Callable[[Choice], float],
-           allowed: Callable[[Choice], bool]) -> Choice:
-    """The allowed candidate with the highest key (ties: the first, i.e. the smallest k); if none is
-    allowed, the first candidate (k = 0 when the caller lists it first)."""
-    best = None
-    for c in candidates:
-        if allowed(c) and (best is None or key(c) > key(best)):
+def choose(candidates: Sequence[Candidate], max_guard_drop: float) -> Candidate:
+    """The candidate with the highest score among those whose guard is at most `max_guard_drop` below the
+    first candidate's (k = 0, the unedited model); ties go to the first listed, i.e. the smallest k."""
+    base = candidates[0]
+    best = base
+    for c in candidates[1:]:
+        if c.guard >= base.guard - max_guard_drop and c.score > best.score:
             best = c
-    return best if best is not None else candidates[0]
+    return best
 
 
 def top_label_concepts(dataset: NamedLabelledDataset, images: Sequence[int]) -> dict[str, tuple[str, float]]:
@@ -253,3 +244,253 @@ def random_features(alive: Tensor, k: int, generator: torch.Generator) -> list[i
     if k > len(pool):
         raise ValueError(f"cannot draw {k} random features from {len(pool)} alive ones")
     return pool[torch.randperm(len(pool), generator=generator)[:k]].tolist()
+
+
+# ----------------------------------------------------------------- results shared by both experiments
+Metrics = GroupReport | TypographicReport
+"""What one prediction set scores: group accuracies (debias) or accuracy under attack (typographic)."""
+
+
+def mean_metrics(reports: Sequence[Metrics]) -> Metrics:
+    """The mean of several reports of one kind (e.g. random-feature draws)."""
+    kinds = {type(r) for r in reports}
+    assert len(reports) > 0 and len(kinds) == 1, kinds
+    return reports[0].mean_of(reports)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's choice (k, tokens, features) and its metrics on the choose and report splits."""
+
+    method: str
+    k: int
+    tokens: str
+    features: tuple[int, ...]
+    choose: Metrics
+    report: Metrics
+    report_draws: tuple[Metrics, ...] = ()
+    """For `random`: one report per draw (`report` holds their mean)."""
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """Every method at one SAE's site, and the SAE's candidates on the choose split."""
+
+    site: str
+    sae: str
+    methods: dict[str, MethodResult]
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class SuppressionResult(ResultFile):
+    """`result.json` of `debias` and `typographic-defense` (typed; `SuppressionResult.read(folder)`)."""
+
+    FILE: ClassVar[str] = "result.json"
+    experiment: Literal["debias", "typographic"]
+    dataset: str
+    score: str
+    """The metric k and tokens were chosen to maximise (`wga`, `attacked_accuracy`)."""
+    guard: str
+    """The metric a choice may lower by at most the configured drop (`accuracy`, `clean_accuracy`)."""
+    baseline: MethodResult
+    """The unedited model (zero-shot / no defense)."""
+    references: dict[str, MethodResult]
+    """Methods without an SAE, measured once (e.g. Orth-Proj)."""
+    layers: tuple[LayerResult, ...]
+    best_site: str
+    """The layer whose SAE suppression scores highest on the choose split."""
+    group_weights: dict[str, float] = field(default_factory=dict)
+    """Group proportions of the selection split (debias: re-weights the average accuracy)."""
+
+    def layer(self, site: str) -> LayerResult:
+        for layer in self.layers:
+            if layer.site == site:
+                return layer
+        raise KeyError(f"no layer {site!r} in this result (layers: {[lay.site for lay in self.layers]})")
+
+    @property
+    def best(self) -> LayerResult:
+        return self.layer(self.best_site)
+
+    def values(self, metrics: Metrics) -> dict[str, float]:
+        """The headline numbers of one report, by name (NaN-free: unmeasured ones are left out)."""
+        if isinstance(metrics, GroupReport):
+            out = {"wga": metrics.wga, "avg": metrics.avg, "accuracy": metrics.accuracy}
+            if self.group_weights:
+                out["avg_reweighted"] = metrics.weighted_avg(self.group_weights)
+            return out
+        return {k: v for k, v in dataclasses.asdict(metrics).items() if v is not None}
+
+
+# ----------------------------------------------------------------- the engine shared by both experiments
+class SuppressionTask(Protocol):
+    """What an experiment supplies to the shared select → suppress → choose → control engine."""
+
+    backbone: Backbone
+    selection: FeatureSelection
+    score: str
+    guard: str
+    max_guard_drop: float
+    random_draws: int
+    seed: int
+
+    def rank(self, dictionary: LinearDictionary, site: str, tokens: TokenSelection) -> Ranking:
+        """The experiment's selection statistic for every feature, ranked."""
+        ...
+
+    def reference_hidden(self, site: str) -> Tensor:
+        """Selection-split activations [N, T, d] whose mean codes mean-ablation uses (unedited images)."""
+        ...
+
+    def measure(self, role: str, site: str, fn: SiteFn | None = None, quick: bool = False) -> Metrics:
+        """Metrics of the `role` split with `fn` applied at `site`; `quick` may skip what choosing ignores."""
+        ...
+
+
+def metric(metrics: Metrics, name: str) -> float:
+    return float(getattr(metrics, name))
+
+
+def suppress_and_choose(task: SuppressionTask, site: str, dictionary: LinearDictionary, method: str,
+                        op: SuppressOp) -> tuple[MethodResult, tuple[Candidate, ...], dict[str, Ranking]]:
+    """Rank on select, choose (k, tokens) on choose, report the choice; returns the candidates too."""
+    sel = task.selection
+    rankings = {tok: task.rank(dictionary, site, tok) for tok in sel.tokens}
+    reference = task.reference_hidden(site)
+    means = {tok: mean_codes(dictionary, reference, token_masks(tok, reference.shape[1])) for tok in sel.tokens}
+
+    def fn(k: int, tok: TokenSelection) -> SiteFn:
+        return suppression_fn(dictionary, rankings[tok].features[:k].tolist(), tok, op, means[tok], sel.form)
+
+    def candidate(k: int, tok: TokenSelection) -> Candidate:
+        m = task.measure("choose", site, fn(k, tok), quick=True)
+        return Candidate(k, tok, metric(m, task.score), metric(m, task.guard))
+
+    candidates = [candidate(0, sel.tokens[0])]
+    candidates += [candidate(k, tok) for tok in sel.tokens for k in sel.n_features
+                   if k <= len(rankings[tok].features)]
+    chosen = choose(candidates, task.max_guard_drop)
+    tokens: TokenSelection = chosen.tokens  # type: ignore[assignment]
+    result = MethodResult(method, chosen.k, chosen.tokens, tuple(rankings[tokens].features[:chosen.k].tolist()),
+                          task.measure("choose", site, fn(chosen.k, tokens)),
+                          task.measure("report", site, fn(chosen.k, tokens)))
+    return result, tuple(candidates), rankings
+
+
+def random_control(task: SuppressionTask, site: str, dictionary: LinearDictionary,
+                   sae_choice: MethodResult) -> MethodResult:
+    """k random alive features at the SAE's chosen k and tokens and with its op, averaged over draws: the
+    control differs from the SAE's choice only in which features are suppressed."""
+    gen = torch.Generator().manual_seed(task.seed)
+    reference = task.reference_hidden(site)
+    alive = image_scores(dictionary, reference, token_masks("all", reference.shape[1])).amax(dim=0) > 0
+    tokens: TokenSelection = sae_choice.tokens if sae_choice.k else "all"  # type: ignore[assignment]
+    means = mean_codes(dictionary, reference, token_masks(tokens, reference.shape[1]))
+    chooses, draws, features = [], [], []
+    for _ in range(task.random_draws):
+        feats = random_features(alive, sae_choice.k, gen) if sae_choice.k else []
+        fn = suppression_fn(dictionary, feats, tokens, task.selection.op, means, task.selection.form)
+        chooses.append(task.measure("choose", site, fn))
+        draws.append(task.measure("report", site, fn))
+        features.extend(feats)
+    return MethodResult("random", sae_choice.k, sae_choice.tokens, tuple(features), mean_metrics(chooses),
+                        mean_metrics(draws), tuple(draws))
+
+
+def suppression_layer(task: SuppressionTask, site: str, sae_path: Path, dictionary: LinearDictionary,
+                      controls: Sequence[str]) -> tuple[LayerResult, Ranking]:
+    """The SAE's choice and the controls at one site; also the ranking behind the SAE's choice."""
+    sae_result, candidates, rankings = suppress_and_choose(task, site, dictionary, "sae", task.selection.op)
+    methods = {"sae": sae_result}
+    if "random" in controls:
+        methods["random"] = random_control(task, site, dictionary, sae_result)
+    if "neurons" in controls:  # 0 is not a neuron's "off" state: mean-ablate, with their own k
+        neurons = DirectionSet.neurons(task.backbone.d_model)
+        methods["neurons"] = suppress_and_choose(task, site, neurons, "neurons", "mean_ablate")[0]
+    tokens = sae_result.tokens if sae_result.k else task.selection.tokens[0]
+    return LayerResult(site, str(sae_path), methods, candidates), rankings[tokens]  # type: ignore[index]
+
+
+def load_dictionary(path: Path, device: str) -> tuple[str, LinearDictionary]:
+    """(hook site, dictionary) of an SAE folder; the SAE's config must name its site."""
+    from clipsteer.sae.loading import load_any_sae
+    from clipsteer.steer.sae_adapter import SAEDictionary
+
+    sae = load_any_sae(path, device=device)
+    if sae.config.site is None:
+        raise ValueError(f"{path}: the SAE's config records no hook site; suppression needs it")
+    return sae.config.site, SAEDictionary(sae)
+
+
+def method_line(result: SuppressionResult, name: str, method: MethodResult) -> str:
+    values = result.values(method.report)
+    return f"{name} k={method.k} {method.tokens}: " + " ".join(f"{k} {v:.3f}" for k, v in values.items())
+
+
+def summary(result: SuppressionResult) -> str:
+    """The console summary: baseline, references and every layer's methods on the report split."""
+    lines = [f"{result.experiment} on {result.dataset} (report split), chosen by {result.score}: "
+             + method_line(result, result.baseline.method, result.baseline)]
+    lines += ["  " + method_line(result, name, m) for name, m in result.references.items()]
+    for layer in result.layers:
+        lines += [f"  {layer.site}: " + method_line(result, name, m) for name, m in layer.methods.items()]
+    lines.append(f"  best layer (choose split): {result.best_site}")
+    return "\n".join(lines)
+
+
+def plot_layers(result: SuppressionResult, path: Path) -> None:
+    """The score of every method per layer on the report split, against the baseline and references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(result.layers))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in ("sae", "neurons", "random"):
+        if all(name in lay.methods for lay in result.layers):
+            ax.plot(x, [metric(lay.methods[name].report, result.score) for lay in result.layers], marker="o",
+                    label=f"{name} {result.score}")
+    ax.axhline(metric(result.baseline.report, result.score), color="grey", ls="--",
+               label=f"{result.baseline.method} {result.score}")
+    ax.axhline(metric(result.baseline.report, result.guard), color="grey", ls=":",
+               label=f"{result.baseline.method} {result.guard}")
+    for name, ref in result.references.items():
+        ax.axhline(metric(ref.report, result.score), color="black", ls="-.", label=f"{name} {result.score}")
+    ax.set_xticks(x, [lay.site for lay in result.layers], rotation=20, fontsize=7)
+    ax.set_ylabel("accuracy (report split)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+class ExperimentConfig(Protocol):
+    out: Path
+    model: str | None
+    device: str
+    seed: int
+
+
+def run_experiment(command: str, config: C, run: Callable[[Backbone, C, Path], SuppressionResult],
+                   plot_name: str) -> SuppressionResult:
+    """A suppression command under the run-folder protocol: lock `config.out`, record the config, run,
+    plot, and write `result.json` last (atomically)."""
+    from clipsteer.models.names import resolve_model
+    from clipsteer.results import to_json
+    from clipsteer.run_folder import RunFolder, folder_lock
+
+    out = Path(config.out)
+    model = resolve_model(config.model)
+    with folder_lock(out, command):
+        folder = RunFolder(out, command, to_json(config), SuppressionResult.FILE)
+        folder.begin()
+        torch.manual_seed(config.seed)
+        result = run(Backbone.from_pretrained(model, device=config.device), config, out)
+        plot_layers(result, out / plot_name)
+        folder.wrote(*sorted(out.glob("features_*.json")), out / plot_name)
+        result.write(out)
+        folder.finish()
+    print(summary(result))
+    return result

@@ -2,8 +2,8 @@
 
 The report reads other packages' outputs here only, through their typed readers (`EvalResult`,
 `SteerabilitySummary`, `read_feature_rows`), into the small views the pages need. Outputs that have no
-reader yet (the concept match, the debias / typographic results) are parsed here too, each in one
-function, so connecting their readers later changes one function.
+reader yet (the concept match) are parsed here too, in one function, so connecting a reader later
+changes one function.
 
 A run directory is searched, not assumed: every clipsteer SAE folder under it (`config.json` with
 `"format": "clipsteer-sae"` + `sae.safetensors`) is one entry. Its activation store is the complete
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsteer.activations.format import METADATA_FILE
+from clipsteer.models.sites import SITE_PATTERN
 from clipsteer.sae.io import CONFIG_NAME, FORMAT, WEIGHTS_NAME
 from clipsteer.steer.results import FeatureRow, StrengthCurve
 
@@ -268,29 +269,24 @@ def discover(run: str | Path) -> list[SAEEntry]:
     return entries
 
 
-# ---------------------------------------------------------------- optional results (issues 9 and 10)
-# Debiasing and typographic-defense results arrive with their commands. Each is read here, and only
-# here, from the file its command writes: `result.json` holding {"features": [...], "before": {...},
-# "after": {...}} with group reports {"wga", "avg", "groups": {name: accuracy}} (house-style
-# `DebiasResult`), optionally "site", "per_layer" {layer: {metric: value}} and "controls".
-
+# ---------------------------------------------------------------- optional results: suppression experiments
 def _group_result(path: Path, title: str) -> GroupResult:
-    data = _read_json(path)
-    try:
-        before, after = data["before"], data["after"]
-        metrics = {k: (float(before[k]), float(after[k])) for k in before
-                   if k != "groups" and isinstance(before[k], int | float) and k in after}
-        groups = {g: (float(before["groups"][g]), float(after["groups"][g])) for g in before.get("groups", {})
-                  if g in after.get("groups", {})}
-        per_layer = {int(layer): {k: float(v) for k, v in row.items()}
-                     for layer, row in data.get("per_layer", {}).items()}
-        controls = {name: {k: float(v) for k, v in c.items() if isinstance(v, int | float)}
-                    for name, c in data.get("controls", {}).items()}
-        return GroupResult(title=title, metrics=metrics, groups=groups,
-                           removed_features=tuple(int(j) for j in data["features"]), site=data.get("site"),
-                           per_layer=per_layer, controls=controls)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: missing or malformed field {err}; expected features, before and after") from err
+    """A `debias` / `typographic-defense` result (`SuppressionResult`) as before/after at its best layer."""
+    from clipsteer.evaluate.groups import GroupReport
+    from clipsteer.experiments.suppression import SuppressionResult, metric
+
+    result = SuppressionResult.read(path)
+    sae = result.best.methods["sae"]
+    before, after = result.values(result.baseline.report), result.values(sae.report)
+    groups: dict[str, tuple[float, float]] = {}
+    if isinstance(result.baseline.report, GroupReport) and isinstance(sae.report, GroupReport):
+        groups = {g: (acc, sae.report.groups[g]) for g, acc in result.baseline.report.groups.items()}
+    per_layer = {int(match.group(1)): {f"SAE {result.score}": metric(layer.methods["sae"].report, result.score)}
+                 for layer in result.layers if (match := SITE_PATTERN.match(layer.site))}
+    others = {name: m for name, m in result.best.methods.items() if name != "sae"} | result.references
+    return GroupResult(title=title, metrics={k: (v, after[k]) for k, v in before.items() if k in after},
+                       groups=groups, removed_features=sae.features, site=result.best_site, per_layer=per_layer,
+                       controls={name: result.values(m.report) for name, m in others.items()})
 
 
 def read_suppression_results(run: Path) -> list[GroupResult]:
