@@ -1,19 +1,19 @@
 """Activation harvesting, the on-disk ActivationStore, and its loaders (shuffled for training, ordered per image)."""
 
-from clipsteer.activations.format import (
-    FORMAT_VERSION,
-    SkippedImage,
-    StoreError,
-    StoreMetadata,
-    StoreMismatchError,
-    StoreSpec,
-)
-from clipsteer.activations.loaders import check_d_in, open_ordered, open_shuffled
-from clipsteer.activations.ordered import OrderedLoader
-from clipsteer.activations.shuffled import ShuffledLoader
-from clipsteer.activations.store import ActivationStore
-from clipsteer.activations.writer import StoreWriter
+from clipsteer.lazy import lazy_exports
 
-__all__ = ["FORMAT_VERSION", "ActivationStore", "OrderedLoader", "ShuffledLoader", "SkippedImage", "StoreError",
-           "StoreMetadata", "StoreMismatchError", "StoreSpec", "StoreWriter", "check_d_in", "open_ordered",
-           "open_shuffled"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "FORMAT_VERSION": "clipsteer.activations.format",
+    "SkippedImage": "clipsteer.activations.format",
+    "StoreError": "clipsteer.activations.format",
+    "StoreMetadata": "clipsteer.activations.format",
+    "StoreMismatchError": "clipsteer.activations.format",
+    "StoreSpec": "clipsteer.activations.format",
+    "check_d_in": "clipsteer.activations.loaders",
+    "open_ordered": "clipsteer.activations.loaders",
+    "open_shuffled": "clipsteer.activations.loaders",
+    "OrderedLoader": "clipsteer.activations.ordered",
+    "ShuffledLoader": "clipsteer.activations.shuffled",
+    "ActivationStore": "clipsteer.activations.store",
+    "StoreWriter": "clipsteer.activations.writer",
+})

@@ -1,8 +1,14 @@
 """Image datasets behind one protocol (`ImageDataset`): image folders, the synthetic world, ..."""
 
-from clipsteer.data.folder import IMAGE_EXTENSIONS, ImageFolder, read_rgb, to_rgb
-from clipsteer.data.protocol import ImageDataset, ImageReadError, image_name
-from clipsteer.data.resolve import open_dataset
+from clipsteer.lazy import lazy_exports
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "ImageFolder", "ImageReadError", "image_name", "open_dataset",
-           "read_rgb", "to_rgb"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "IMAGE_EXTENSIONS": "clipsteer.data.folder",
+    "ImageFolder": "clipsteer.data.folder",
+    "read_rgb": "clipsteer.data.folder",
+    "to_rgb": "clipsteer.data.folder",
+    "ImageDataset": "clipsteer.data.protocol",
+    "ImageReadError": "clipsteer.data.protocol",
+    "image_name": "clipsteer.data.protocol",
+    "open_dataset": "clipsteer.data.resolve",
+})

@@ -476,7 +476,8 @@ class ExperimentConfig(Protocol):
 def run_experiment(command: str, config: C, run: Callable[[Backbone, C, Path], SuppressionResult],
                    plot_name: str) -> SuppressionResult:
     """A suppression command under the run-folder protocol: lock `config.out`, record the config, run,
-    plot, and write `result.json` last (atomically)."""
+    plot, and write `result.json` last (atomically). A folder that already holds the complete result of
+    the same config is reused."""
     from clipsteer.models.names import resolve_model
     from clipsteer.results import to_json
     from clipsteer.run_folder import RunFolder, folder_lock
@@ -485,6 +486,11 @@ def run_experiment(command: str, config: C, run: Callable[[Backbone, C, Path], S
     model = resolve_model(config.model)
     with folder_lock(out, command):
         folder = RunFolder(out, command, to_json(config), SuppressionResult.FILE)
+        if folder.is_complete() and SuppressionResult.done(out):
+            print(f"[{command}] {out} already holds this run's result; reusing it")
+            result = SuppressionResult.read(out)
+            print(summary(result))
+            return result
         folder.begin()
         torch.manual_seed(config.seed)
         result = run(Backbone.from_pretrained(model, device=config.device), config, out)

@@ -4,10 +4,9 @@ Names are imported lazily so that light modules (sites, token selections) can be
 loading torch and transformers.
 """
 
-from importlib import import_module
-from typing import Any
+from clipsteer.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "Backbone": "clipsteer.models.backbone",
     "ImageReadError": "clipsteer.data.protocol",
     "Preprocess": "clipsteer.models.preprocess",
@@ -17,11 +16,4 @@ _EXPORTS = {
     "parse_site": "clipsteer.models.sites",
     "resolve_model": "clipsteer.models.loading",
     "select_tokens": "clipsteer.models.sites",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'clipsteer.models' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+})

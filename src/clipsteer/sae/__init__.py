@@ -6,19 +6,24 @@
     h_hat = sae.decode(codes, x=h)         # x is needed by per-token (layer-norm) SAEs
 """
 
-from clipsteer.sae.config import SAEConfig, SAEConfigError
-from clipsteer.sae.io import SAEFormatError, load_sae, save_sae
-from clipsteer.sae.loading import load_any_sae
-from clipsteer.sae.model import SAEInputError, SAEOutput, SparseAutoencoder
-from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.prisma import load_prisma_sae
-from clipsteer.sae.recipe import SAERecipe, TrainerConfig
-from clipsteer.sae.saelens import load_saelens_sae
-from clipsteer.sae.source import BatchSource, TensorSource
-from clipsteer.sae.trainer import Trainer
+from clipsteer.lazy import lazy_exports
 
-__all__ = [
-    "BatchSource", "ObjectiveConfig", "SAEConfig", "SAEConfigError", "SAEFormatError", "SAEInputError",
-    "SAEOutput", "SAERecipe", "SparseAutoencoder", "TensorSource", "Trainer", "TrainerConfig",
-    "load_any_sae", "load_prisma_sae", "load_sae", "load_saelens_sae", "save_sae",
-]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "SAEConfig": "clipsteer.sae.config",
+    "SAEConfigError": "clipsteer.sae.config",
+    "SAEFormatError": "clipsteer.sae.io",
+    "load_sae": "clipsteer.sae.io",
+    "save_sae": "clipsteer.sae.io",
+    "load_any_sae": "clipsteer.sae.loading",
+    "SAEInputError": "clipsteer.sae.model",
+    "SAEOutput": "clipsteer.sae.model",
+    "SparseAutoencoder": "clipsteer.sae.model",
+    "ObjectiveConfig": "clipsteer.sae.objectives",
+    "load_prisma_sae": "clipsteer.sae.prisma",
+    "SAERecipe": "clipsteer.sae.recipe",
+    "TrainerConfig": "clipsteer.sae.recipe",
+    "load_saelens_sae": "clipsteer.sae.saelens",
+    "BatchSource": "clipsteer.sae.source",
+    "TensorSource": "clipsteer.sae.source",
+    "Trainer": "clipsteer.sae.trainer",
+})

@@ -31,11 +31,14 @@ trained by `clipsteer world train-clip`, evaluated by `clipsteer world evaluate`
 ships in `clipsteer/assets/toy_clip` (`SHIPPED_CHECKPOINT`) with its world version and fingerprint.
 """
 
-from clipsteer.world.config import WorldConfig
-from clipsteer.world.dataset import WorldDataset, open_world_dataset
-from clipsteer.world.generate import WorldBatch
-from clipsteer.world.masks import MASK_KINDS, patch_masks
-from clipsteer.world.paths import SHIPPED_CHECKPOINT
+from clipsteer.lazy import lazy_exports
 
-__all__ = ["MASK_KINDS", "SHIPPED_CHECKPOINT", "WorldBatch", "WorldConfig", "WorldDataset", "open_world_dataset",
-           "patch_masks"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "WorldConfig": "clipsteer.world.config",
+    "WorldDataset": "clipsteer.world.dataset",
+    "open_world_dataset": "clipsteer.world.dataset",
+    "WorldBatch": "clipsteer.world.generate",
+    "MASK_KINDS": "clipsteer.world.masks",
+    "patch_masks": "clipsteer.world.masks",
+    "SHIPPED_CHECKPOINT": "clipsteer.world.paths",
+})
