@@ -57,9 +57,9 @@ class DemoConfig(LayerSweepConfig):
     """The paper's vanilla SAE (ReLU + L1 with its recipe), trained on the same store and evaluated beside."""
     eval: EvalConfig = EvalConfig(n_images=1000)
     steer: SteerabilityConfig = SteerabilityConfig(n_images=64, max_features=256)
-    debias: DebiasConfig = DebiasConfig(saes=(), max_images=1000)
+    debias: DebiasConfig = DebiasConfig(max_images=1000)
     """How both world group tasks are debiased (`clipsteer debias` flags; saes, dataset, out, model are set here)."""
-    typographic: TypographicDefenseConfig = TypographicDefenseConfig(saes=(), max_images=500)
+    typographic: TypographicDefenseConfig = TypographicDefenseConfig(max_images=500)
     """How the typographic defense runs (`clipsteer typographic-defense` flags; saes, out, model are set here)."""
     world_images: int = 1000
     """Images per task for the toy CLIP's own numbers (`clipsteer world evaluate --n-*`)."""

@@ -69,8 +69,8 @@ SPLIT_ROLES = ("select", "choose", "report")
 
 @dataclass(frozen=True)
 class DebiasConfig:
-    saes: tuple[Path, ...]
-    """SAE folders to compare (typically one per layer); each SAE's config names its hook site."""
+    saes: tuple[Path, ...] = ()
+    """SAE folders to compare (typically one per layer; at least one); each SAE's config names its hook site."""
     out: Path = Path("runs/debias")
     """Run directory: config.json, result.json, features_<n>_<site>.json, debias_layers.png."""
     model: str | None = None

@@ -66,8 +66,8 @@ SPLIT_ROLES = ("select", "choose", "report")
 
 @dataclass(frozen=True)
 class TypographicDefenseConfig:
-    saes: tuple[Path, ...]
-    """SAE folders to compare (typically one per layer); each SAE's config names its hook site."""
+    saes: tuple[Path, ...] = ()
+    """SAE folders to compare (typically one per layer; at least one); each SAE's config names its hook site."""
     out: Path = Path("runs/typographic")
     """Run directory: config.json, result.json, features_<n>_<site>.json, typographic_layers.png."""
     model: str | None = None
