@@ -2,8 +2,9 @@
 
 The report reads other packages' outputs here only, through their typed readers (`EvalResult`,
 `SteerabilitySummary`, `read_feature_rows`), into the small views the pages need. Outputs that have no
-reader yet (the concept match, the debias / typographic results) are parsed here too, each in one
-function, so connecting their readers later changes one function.
+reader yet (the concept match) are parsed here too, each in one function, so connecting their readers
+later changes one function. Debias / typographic results are read with `DebiasResult` / `TypographicResult`
+(`_typed_result`); the older house-style shape ({features, before, after}) is still accepted.
 
 A run directory is searched, not assumed: every clipsteer SAE folder under it (`config.json` with
 `"format": "clipsteer-sae"` + `sae.safetensors`) is one entry. Its activation store is the complete
@@ -274,8 +275,44 @@ def discover(run: str | Path) -> list[SAEEntry]:
 # "after": {...}} with group reports {"wga", "avg", "groups": {name: accuracy}} (house-style
 # `DebiasResult`), optionally "site", "per_layer" {layer: {metric: value}} and "controls".
 
+def _numbers(metrics: object) -> dict[str, float]:
+    """The numeric fields of a metrics dataclass (GroupMetrics, TypographicMetrics)."""
+    return {k: float(v) for k, v in vars(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _typed_result(path: Path, data: dict, title: str) -> GroupResult | None:
+    """What `clipsteer debias` / `typographic-defense` write (`DebiasResult` / `TypographicResult`, read by their
+    readers): the best layer's SAE suppression against the unedited model, its controls, SAE suppression per layer."""
+    if "zero_shot" in data:
+        from clipsteer.experiments.debias import DebiasResult
+
+        result = DebiasResult.from_json(path)
+        baseline, extra = result.zero_shot, {"orth_proj": result.orth_proj} if result.orth_proj else {}
+    elif "no_defense" in data:
+        from clipsteer.experiments.typographic import TypographicResult
+
+        result, extra = TypographicResult.from_json(path), {}  # type: ignore[assignment]
+        baseline = result.no_defense  # type: ignore[attr-defined]
+    else:
+        return None
+    best = next(layer for layer in result.layers if layer.site == result.best_site)
+    sae = best.methods["sae"]
+    before, after = _numbers(baseline.report), _numbers(sae.report)
+    groups_before, groups_after = getattr(baseline.report, "groups", {}), getattr(sae.report, "groups", {})
+    controls = {name: _numbers(m.report) for name, m in {**best.methods, **extra}.items() if name != "sae"}
+    per_layer = {int(layer.site.split(".")[1]): _numbers(layer.methods["sae"].report) for layer in result.layers
+                 if layer.site.split(".")[1].isdigit()}
+    return GroupResult(title=title, metrics={k: (before[k], after[k]) for k in before if k in after},
+                       groups={g: (float(a), float(groups_after[g])) for g, a in groups_before.items() if g in groups_after},
+                       removed_features=tuple(sae.features), site=result.best_site, per_layer=per_layer,
+                       controls=controls)
+
+
 def _group_result(path: Path, title: str) -> GroupResult:
     data = _read_json(path)
+    typed = _typed_result(path, data, title)
+    if typed is not None:
+        return typed
     try:
         before, after = data["before"], data["after"]
         metrics = {k: (float(before[k]), float(after[k])) for k in before
