@@ -38,6 +38,8 @@ def test_load_features_top_images_steer(world_geometry_model_dir: Path, sae_dir:
     assert not torch.allclose(steered, clean, atol=1e-3)
     torch.testing.assert_close(untouched, clean, atol=1e-5, rtol=0)
     torch.testing.assert_close(model.encode_image(pixels), clean)  # hooks are gone after the block
+    with cs.suppressing(model, sae, []):  # nothing chosen (a debias run's k = 0): the model as it is
+        torch.testing.assert_close(model.encode_image(pixels), clean)
 
 
 def test_load_refuses_a_mismatched_sae(world_geometry_model_dir: Path, tmp_path: Path) -> None:

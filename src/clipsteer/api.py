@@ -88,8 +88,12 @@ def steering(model: Backbone, sae: SparseAutoencoder, clamp: Mapping[int, float]
     from clipsteer.steer.interventions import Edit, steer
     from clipsteer.steer.sae_adapter import SAEDictionary
 
+    where = _site(sae, site)
     edits = [Edit(features=(int(j),), op="clamp", value=float(v), tokens=tokens) for j, v in clamp.items()]
-    with steer(model, {_site(sae, site): (SAEDictionary(sae), edits)}):
+    if not edits:  # nothing to change (e.g. a debias run that chose k = 0): no hook at all
+        yield
+        return
+    with steer(model, {where: (SAEDictionary(sae), edits)}):
         yield
 
 
