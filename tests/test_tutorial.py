@@ -135,7 +135,7 @@ def run_blocks(settings: dict, env: dict[str, str], work: Path, monkeypatch: pyt
 
 def check_outputs(run: Path, n_images: int, ns: dict) -> None:
     from clipsteer.evaluate.results import EvalResult
-    from clipsteer.experiments.debias import DebiasResult
+    from clipsteer.experiments.suppression import SuppressionResult
     from clipsteer.steer.results import SteerabilitySummary, read_feature_rows
 
     store = run / "activations" / "blocks.10.resid_post"
@@ -159,9 +159,9 @@ def check_outputs(run: Path, n_images: int, ns: dict) -> None:
         assert all(math.isfinite(row.steerability) and row.steerability >= 0 for row in rows)
         assert all(-1 <= row.power <= 1 for row in rows)
 
-    debias = DebiasResult.from_json(run / "debias" / "result.json")
-    for method in [debias.zero_shot, *debias.layers[0].methods.values()]:
-        assert 0 <= method.report.wga <= method.report.avg <= 1
+    debias = SuppressionResult.read(run / "debias")
+    for method in [debias.baseline, *debias.layers[0].methods.values(), *debias.references.values()]:
+        assert 0 <= method.report.wga <= method.report.avg <= 1  # type: ignore[union-attr]
 
     index = run / "report" / "index.html"
     assert index.is_file() and "Debiasing: debias" in index.read_text()
