@@ -24,12 +24,14 @@ from typing import Any, ClassVar
 
 from clipsteer.activations.harvest import HarvestConfig
 from clipsteer.composite import own, replace_nested
-from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.evaluate.commands import evaluate_sae
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.results import EvalResult, FactorSummary
-from clipsteer.experiments.debias import DebiasConfig, debias
+from clipsteer.experiments.configs import DebiasConfig, TypographicDefenseConfig
+from clipsteer.experiments.debias import debias
 from clipsteer.experiments.layer_sweep import LayerSweepConfig, LayerSweepResult, layer_sweep
 from clipsteer.experiments.suppression import SuppressionResult, metric
-from clipsteer.experiments.typographic import TypographicDefenseConfig, typographic_defense
+from clipsteer.experiments.typographic import typographic_defense
 from clipsteer.models.names import resolve_model
 from clipsteer.results import ResultFile
 from clipsteer.sae.commands import TrainConfig, train
@@ -252,7 +254,8 @@ def _toy_clip_numbers(out: Path, model: str, n_images: int) -> dict:
     import json
 
     from clipsteer.atomic import atomic_write_json
-    from clipsteer.world.evaluate import WorldEvalConfig, evaluate_checkpoint
+    from clipsteer.world.configs import WorldEvalConfig
+    from clipsteer.world.evaluate import evaluate_checkpoint
 
     path = out / "toy_clip.json"
     if path.is_file():

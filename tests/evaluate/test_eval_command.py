@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.evaluate.commands import evaluate_sae
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.results import EvalResult
 from clipsteer.models.testing import random_vit_b32
 from clipsteer.sae.config import SAEConfig

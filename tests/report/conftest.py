@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
-from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.evaluate.commands import evaluate_sae
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.groups import GroupReport
 from clipsteer.experiments.suppression import Candidate, LayerResult, MethodResult, SuppressionResult
 from clipsteer.report.commands import ReportConfig, report

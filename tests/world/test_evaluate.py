@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from clipsteer.world.config import WorldConfig
+from clipsteer.world.configs import ToyClipArch, TrainClipConfig
 from clipsteer.world.dataset import WorldDataset
 from clipsteer.world.evalsets import group_names, groups_of, scene_maker
-from clipsteer.world.toy_clip import ToyClipArch
-from clipsteer.world.train import TrainClipConfig, train_clip
+from clipsteer.world.train import train_clip
 
 TINY = ToyClipArch(vision_width=32, vision_layers=1, text_width=32, text_layers=1, heads=2, mlp_ratio=2,
                    projection_dim=16)

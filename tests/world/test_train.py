@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clipsteer.world.toy_clip import ToyClipArch, tokenize, world_tokenizer
-from clipsteer.world.train import TrainClipConfig, contrastive_loss, lr_at, progress_at, train_clip
+from clipsteer.world.configs import ToyClipArch, TrainClipConfig
+from clipsteer.world.toy_clip import tokenize, world_tokenizer
+from clipsteer.world.train import contrastive_loss, lr_at, progress_at, train_clip
 
 TINY_ARCH = ToyClipArch(vision_width=32, vision_layers=1, text_width=32, text_layers=1, heads=2, mlp_ratio=2,
                         projection_dim=16)

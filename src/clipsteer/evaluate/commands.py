@@ -16,7 +16,6 @@ last: the step's completion marker) and `out/feature_density.png`.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from clipsteer.atomic import atomic_write_bytes
 from clipsteer.data.protocol import FactorAnnotated, ImageDataset, LabelledDataset
 from clipsteer.data.resolve import open_dataset
 from clipsteer.errors import ConfigError, check_positive
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.downstream import downstream_fidelity
 from clipsteer.evaluate.factors import FactorRecovery, factor_recovery
 from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histogram
@@ -38,32 +38,6 @@ from clipsteer.results import to_json
 from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    sae: Path | None = None
-    """An SAE: clipsteer folder, SAELens folder (cfg.json) or Prisma folder / .pt file. Required."""
-    out: Path | None = None
-    """Where eval.json goes; default: the SAE folder (for a .pt file: the folder holding it)."""
-    model: str | None = None
-    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
-    site: str | None = None
-    """Default: the site recorded in the SAE's config."""
-    dataset: str = "world:pretraining/test"
-    """Images for reconstruction metrics (and factor recovery where annotated): a folder or `world:…`."""
-    downstream_dataset: str | None = "world:zero_shot/test"
-    """Images for downstream fidelity; None: `dataset`. Labelled images give CE recovered."""
-    classes: tuple[str, ...] = ()
-    """Zero-shot class names for downstream fidelity; default: the downstream dataset's own classes."""
-    templates: tuple[str, ...] = ("a photo of a {}",)
-    """Prompt templates over class names (the toy CLIP's captions; real CLIP: "a photo of a {}.")."""
-    n_images: int = 2000
-    n_patch_images: int = 300
-    """Images whose patch codes are kept for patch-level factor recovery."""
-    n_downstream_images: int = 1000
-    images_per_batch: int = 100
-    device: str = "cpu"
 
 
 def image_chunks(backbone: Backbone, dataset: ImageDataset, n_images: int, images_per_batch: int, desc: str):

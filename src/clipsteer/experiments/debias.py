@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -43,8 +42,8 @@ from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import LABEL, SPURIOUS, NamedLabelledDataset, group_labels
 from clipsteer.evaluate.groups import GroupReport, group_report
 from clipsteer.evaluate.zero_shot import ZeroShotClassifier
+from clipsteer.experiments.configs import DebiasConfig
 from clipsteer.experiments.suppression import (
-    FeatureSelection,
     MethodResult,
     Ranking,
     SuppressionResult,
@@ -63,40 +62,8 @@ from clipsteer.experiments.suppression import (
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
 
-Control = Literal["random", "neurons", "orth_proj"]
 SPLIT_ROLES = ("select", "choose", "report")
 
-
-@dataclass(frozen=True)
-class DebiasConfig:
-    saes: tuple[Path, ...] = ()
-    """SAE folders to compare (typically one per layer; at least one); each SAE's config names its hook site."""
-    out: Path = Path("runs/debias")
-    """Run directory: config.json, result.json, features_<n>_<site>.json, debias_layers.png."""
-    model: str | None = None
-    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
-    dataset: str = "world:background"
-    """A labelled dataset spec: world:background, world:attribute, waterbirds:ROOT, celeba:ROOT, csv:ROOT."""
-    select_split: str = "train"
-    """Features are ranked on this split."""
-    choose_split: str = "val"
-    """k, tokens and the best layer are chosen on this split."""
-    report_split: str = "test"
-    """The reported numbers come from this split."""
-    max_images: int | None = 2000
-    """Use at most the first this many images of each split (None: all)."""
-    templates: tuple[str, ...] | None = None
-    """Class prompt templates; default: the dataset's own (`templates` attribute) or 'a photo of a {}.'."""
-    spurious_templates: tuple[str, ...] | None = None
-    """Prompts for the spurious values (Orth-Proj); default: the dataset's or 'a photo of a {}.'."""
-    selection: FeatureSelection = field(default_factory=FeatureSelection)
-    max_avg_drop: float = 0.03
-    """Choice rule: a candidate may lower the average accuracy on choose_split by at most this much."""
-    controls: tuple[Control, ...] = ("random", "neurons", "orth_proj")
-    random_draws: int = 3
-    images_per_batch: int = 256
-    device: str = "cpu"
-    seed: int = 0
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import ClassVar
 from clipsteer.activations.harvest import HarvestConfig, harvest
 from clipsteer.atomic import atomic_write_json, atomic_write_text
 from clipsteer.composite import own
-from clipsteer.evaluate.commands import EvalConfig, evaluate_sae
+from clipsteer.evaluate.commands import evaluate_sae
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.results import EvalResult, FactorSummary
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model

@@ -36,28 +36,15 @@ from tqdm.auto import tqdm
 from clipsteer.data.protocol import LABEL, ImageDataset, NamedLabelledDataset
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.evaluate.groups import GroupReport, TypographicReport
+from clipsteer.experiments.configs import FeatureSelection, SuppressOp
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.models.sites import token_slice
 from clipsteer.results import ResultFile
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.interventions import Edit, Form, edit_fn
 
-SuppressOp = Literal["ablate", "mean_ablate"]
 C = TypeVar("C", bound="ExperimentConfig")
 
-
-@dataclass(frozen=True)
-class FeatureSelection:
-    n_features: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    """Candidate k (how many top-ranked features to suppress); k is chosen on the validation split."""
-    tokens: tuple[TokenSelection, ...] = ("all", "patches")
-    """Candidate tokens to suppress on (also the tokens whose max gives an image's feature score)."""
-    op: SuppressOp = "ablate"
-    """ablate: set the codes to 0; mean_ablate: to their mean over the selection split's tokens."""
-    form: Form = "delta"
-    """delta keeps the dictionary's reconstruction error (h + dec(f') − dec(f)); replace drops it."""
-    max_target_information: float = 0.1
-    """Keep only features with |AUROC − 0.5| ≤ this for the target label (see each command's statistic)."""
 
 
 @dataclass(frozen=True)

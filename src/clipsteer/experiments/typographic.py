@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -40,8 +39,8 @@ from clipsteer.data.typographic import VARIANTS, RenderedAttacks
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.evaluate.groups import TypographicReport, typographic_report
 from clipsteer.evaluate.zero_shot import ZeroShotClassifier
+from clipsteer.experiments.configs import TypographicDefenseConfig
 from clipsteer.experiments.suppression import (
-    FeatureSelection,
     MethodResult,
     Ranking,
     SuppressionResult,
@@ -60,42 +59,8 @@ from clipsteer.experiments.suppression import (
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
 
-Control = Literal["random", "neurons"]
 SPLIT_ROLES = ("select", "choose", "report")
 
-
-@dataclass(frozen=True)
-class TypographicDefenseConfig:
-    saes: tuple[Path, ...] = ()
-    """SAE folders to compare (typically one per layer; at least one); each SAE's config names its hook site."""
-    out: Path = Path("runs/typographic")
-    """Run directory: config.json, result.json, features_<n>_<site>.json, typographic_layers.png."""
-    model: str | None = None
-    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
-    dataset: str = "world:typographic"
-    """world:typographic[:N] (paired variants), or a labelled spec whose images get rendered attacks."""
-    select_split: str = "train"
-    choose_split: str = "val"
-    report_split: str = "test"
-    max_images: int | None = 1000
-    """Use at most the first this many images of each split (None: all)."""
-    templates: tuple[str, ...] | None = None
-    """Class prompt templates; default: the dataset's own or 'a photo of a {}.' (Defense-Prefix)."""
-    selection: FeatureSelection = field(default_factory=FeatureSelection)
-    use_text_mask: bool = True
-    """Score features on the written word's patches (when the dataset knows them)."""
-    reference: Literal["clean", "blank"] = "clean"
-    """The image the attacked one is compared with when ranking: clean, or blank (the same note without
-    the word: isolates reading from the note's occlusion)."""
-    max_clean_drop: float = 0.02
-    """Choice rule: a candidate may lower clean accuracy on choose_split by at most this much."""
-    controls: tuple[Control, ...] = ("random", "neurons")
-    random_draws: int = 3
-    attack_seed: int = 300
-    """Seed of rendered attacks (ignored for the world, whose attacks are part of the task)."""
-    images_per_batch: int = 256
-    device: str = "cpu"
-    seed: int = 0
 
 
 def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str, NamedLabelledDataset]:

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import torch
 
 from clipsteer.models.backbone import Backbone
+from clipsteer.models.configs import InspectModelConfig
 from clipsteer.models.sites import SITE_KINDS
-
-
-@dataclass(frozen=True)
-class InspectModelConfig:
-    model: str
-    """A local Hugging Face CLIP folder, or a hub id when the hub is reachable."""
-    device: str = "cpu"
-    json: bool = False
-    """Print one JSON object instead of text."""
 
 
 def inspect_model(config: InspectModelConfig) -> dict:

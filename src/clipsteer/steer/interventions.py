@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -22,9 +21,7 @@ from torch import Tensor
 from clipsteer.models.backbone import Backbone, SiteFn
 from clipsteer.models.sites import TokenSelection, token_slice
 from clipsteer.steer.dictionary import LinearDictionary
-
-EditOp = Literal["clamp", "scale", "add", "ablate", "mean_ablate"]
-Form = Literal["delta", "replace"]
+from clipsteer.steer.edit_kinds import EditOp, Form
 
 
 @dataclass(frozen=True)

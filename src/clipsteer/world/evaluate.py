@@ -8,8 +8,6 @@ among the task's shapes and score the predicted shape's group; the typographic t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,30 +17,11 @@ from clipsteer.evaluate.groups import GroupReport, accuracy, group_report, typog
 from clipsteer.evaluate.zero_shot import ZeroShotClassifier
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.loading import resolve_checkpoint_dir
-from clipsteer.models.names import TOY_CLIP
+from clipsteer.world.configs import WorldEvalConfig
 from clipsteer.world.dataset import WorldDataset
 from clipsteer.world.evalsets import GROUP_TASKS, group_names, groups_of
 from clipsteer.world.factors import SHAPES
 from clipsteer.world.toy_clip import read_world_info, world_config_of
-
-
-@dataclass(frozen=True)
-class WorldEvalConfig:
-    checkpoint: str = TOY_CLIP
-    """A toy-CLIP folder (with world.json); default: the checkpoint shipped with the package."""
-    split: str = "test"
-    json: bool = False
-    """Print one JSON object instead of a readable summary."""
-    n_zero_shot: int = 2000
-    n_group: int = 2000
-    """Images per group task (n/4 per group)."""
-    n_typographic: int = 1000
-    """Image triples (clean, attacked, blank)."""
-    templates: tuple[str, ...] = ("a photo of a {}",)
-    images_per_batch: int = 500
-    threads: int = 2
-    out: Path | None = None
-    """Also write the JSON here."""
 
 
 class ShapeClassifier:

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from clipsteer.world.config import WorldConfig
+from clipsteer.world.configs import ShowConfig
 from clipsteer.world.dataset import WorldDataset
 from clipsteer.world.evalsets import SPLITS, TASKS, VARIANTS
-
-
-@dataclass(frozen=True)
-class ShowConfig:
-    out: Path = Path("world_samples.png")
-    task: str = "pretraining"
-    """One of: pretraining, zero_shot, zero_shot_balanced, background, attribute, typographic."""
-    split: str = "train"
-    variant: str = ""
-    """Typographic: clean, attacked or blank (default: all three side by side per item)."""
-    n: int = 24
-    columns: int = 6
-    scale: int = 3
-    """Pixel upscaling of each 64×64 image."""
-    world: WorldConfig = field(default_factory=WorldConfig)
 
 
 def _caption_lines(text: str, width_px: int) -> list[str]:

@@ -23,23 +23,12 @@ from clipsteer.models.preprocess import Preprocess
 from clipsteer.models.word_tokenizer import BOS_ID, EOS_ID, PAD_ID, build_word_tokenizer
 from clipsteer.world.captions import CONTEXT_LENGTH, VOCABULARY
 from clipsteer.world.config import WorldConfig
+from clipsteer.world.configs import ToyClipArch
 
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.25, 0.25, 0.25)
 WORLD_FILE = "world.json"
 
-
-@dataclasses.dataclass(frozen=True)
-class ToyClipArch:
-    """Tower sizes. Defaults: 8×8 patches of 8 px + CLS = 65 vision tokens, width 128, 4 blocks."""
-
-    vision_width: int = 128
-    vision_layers: int = 4
-    text_width: int = 128
-    text_layers: int = 3
-    heads: int = 4
-    mlp_ratio: int = 4
-    projection_dim: int = 128
 
 
 def world_tokenizer() -> PreTrainedTokenizerFast:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import CLIPModel
 
-from clipsteer.world.config import WorldConfig
+from clipsteer.world.configs import TrainClipConfig
 from clipsteer.world.distribution import pretraining_scene
 from clipsteer.world.factors import SHAPES
 from clipsteer.world.fingerprint import world_fingerprint
 from clipsteer.world.generate import render_indices
 from clipsteer.world.stream import batch_loader
 from clipsteer.world.toy_clip import (
-    ToyClipArch,
     export_toy_clip,
     preprocess_for,
     tokenize,
@@ -41,40 +39,6 @@ from clipsteer.world.version import WORLD_VERSION
 STATE_FILE = "state.pt"
 PROBE_SEED = 777_001
 
-
-@dataclass(frozen=True)
-class TrainClipConfig:
-    out: Path = Path("runs/toy_clip")
-    """Run folder: state.pt (resume), train.log, and the exported HF checkpoint in out/final."""
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 2e-3
-    warmup: int = 150
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    threads: int = 2
-    workers: int = 1
-    """DataLoader worker processes rendering the stream (0 renders in the training process)."""
-    bf16: bool = True
-    checkpoint_every: int = 200
-    probe_every: int = 250
-    """Every N steps log zero-shot accuracy on clean images and on text-only images (0 disables)."""
-    probe_images: int = 512
-    log_every: int = 20
-    """Write a JSON line (mean loss of the last `log_every` steps, lr, throughput) to train.log."""
-    resume: bool = True
-    time_budget_s: float = 0.0
-    """If > 0, the cosine schedule runs on wall time: progress = max(step/steps, elapsed/budget) and the run
-    ends when it reaches 1. For shared or unknown CPUs; the step count reached is recorded in world.json."""
-    stop_after: int = 0
-    """If > 0, save state and return after this many steps in this invocation (resume later)."""
-    arch: ToyClipArch = field(default_factory=ToyClipArch)
-    world: WorldConfig = field(default_factory=WorldConfig)
-
-    def __post_init__(self) -> None:
-        if self.steps <= 0 or self.batch_size < 2 or self.lr <= 0 or self.warmup < 0:
-            raise ValueError("need steps > 0, batch_size >= 2, lr > 0, warmup >= 0")
 
 
 def progress_at(step: int, elapsed_s: float, config: TrainClipConfig) -> float:
