@@ -25,8 +25,12 @@ class EvalConfig:
     templates: tuple[str, ...] = ("a photo of a {}",)
     """Prompt templates over class names (the toy CLIP's captions; real CLIP: "a photo of a {}.")."""
     n_images: int = 2000
+    """Images for the reconstruction metrics (L0, EV, dead/dense)."""
     n_patch_images: int = 300
     """Images whose patch codes are kept for patch-level factor recovery."""
     n_downstream_images: int = 1000
+    """Images for downstream fidelity (CE recovered, embedding cosine, KL)."""
     images_per_batch: int = 100
+    """Images per forward pass."""
     device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""

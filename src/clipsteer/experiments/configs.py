@@ -55,10 +55,15 @@ class DebiasConfig:
     max_avg_drop: float = 0.03
     """Choice rule: a candidate may lower the average accuracy on choose_split by at most this much."""
     controls: tuple[DebiasControl, ...] = ("random", "neurons", "orth_proj")
+    """Controls on the same splits: random SAE features, neurons by the same statistic, Orth-Proj."""
     random_draws: int = 3
+    """Draws of random features averaged for the random control."""
     images_per_batch: int = 256
+    """Images per forward pass."""
     device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
     seed: int = 0
+    """Seeds the random control and the model's sampling."""
 
 
 
@@ -74,8 +79,11 @@ class TypographicDefenseConfig:
     dataset: str = "world:typographic"
     """world:typographic[:N] (paired variants), or a labelled spec whose images get rendered attacks."""
     select_split: str = "train"
+    """Features are ranked on this split."""
     choose_split: str = "val"
+    """k, tokens and the best layer are chosen on this split."""
     report_split: str = "test"
+    """The reported numbers come from this split."""
     max_images: int | None = 1000
     """Use at most the first this many images of each split (None: all)."""
     templates: tuple[str, ...] | None = None
@@ -89,9 +97,14 @@ class TypographicDefenseConfig:
     max_clean_drop: float = 0.02
     """Choice rule: a candidate may lower clean accuracy on choose_split by at most this much."""
     controls: tuple[TypographicControl, ...] = ("random", "neurons")
+    """Controls on the same splits: random SAE features and neurons by the same statistic."""
     random_draws: int = 3
+    """Draws of random features averaged for the random control."""
     attack_seed: int = 300
     """Seed of rendered attacks (ignored for the world, whose attacks are part of the task)."""
     images_per_batch: int = 256
+    """Images per forward pass."""
     device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
     seed: int = 0
+    """Seeds the random control."""

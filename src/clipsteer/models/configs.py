@@ -10,5 +10,6 @@ class InspectModelConfig:
     model: str
     """A local Hugging Face CLIP folder, or a hub id when the hub is reachable."""
     device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
     json: bool = False
     """Print one JSON object instead of text."""

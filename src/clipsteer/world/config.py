@@ -18,6 +18,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class WorldConfig:
     image_size: int = 64
+    """Image side in pixels."""
     patch_size: int = 8  # the toy CLIP's patch: masks are reported on the (image_size/patch_size)² grid
     # object geometry (pixels / degrees)
     radius_min: float = 15.0
