@@ -2,8 +2,9 @@
 
 The layer sweep at one middle layer of the shipped toy CLIP, at small sizes: harvest its activations
 on world images, train a TopK SAE, evaluate it (reconstruction, CE recovered, factor recovery against
-ground truth), and measure the steerability of its features against neurons and a random-weights
-control. `DemoConfig` is a `LayerSweepConfig` with the demo's sizes as defaults, so every flag is the
+ground truth), and measure the steerability of its features beside the random-direction null and
+neurons, with constants translated by meaning (α relative to the token norm, τ = the model's logit scale)
+and the world's caption phrases as concepts, plus the concept match against its shuffled baseline. `DemoConfig` is a `LayerSweepConfig` with the demo's sizes as defaults, so every flag is the
 layer sweep's (`--train.trainer.lr`, `--steer.n-images`, ...). The run folder holds every artefact;
 rerunning reuses every finished step.
 """

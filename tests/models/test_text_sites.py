@@ -4,6 +4,7 @@ import torch
 from clipsteer.models import UnknownSiteError
 from clipsteer.models.sites import Site, parse_site
 
+
 def test_text_site_names_parse_and_validate() -> None:
     assert parse_site("text.blocks.1.resid_post", 3, 2) == Site(1, "resid_post", "text")
     assert parse_site("text.blocks.1.hook_mlp_out", 3, 2).name == "text.blocks.1.mlp_out"
