@@ -18,6 +18,7 @@ from clipsteer.steer.results import SteerabilitySummary
 SIZES = ["--harvest.max-images", "64", "--train.trainer.total-tokens", "200000",
          "--relu.trainer.total-tokens", "100000", "--eval.n-images", "48", "--eval.n-patch-images", "16",
          "--eval.n-downstream-images", "48", "--steer.n-images", "6", "--steer.max-features", "8",
+         "--steer.match-n-images", "100",
          "--debias.max-images", "48", "--typographic.max-images", "24", "--world-images", "64"]
 
 
@@ -53,6 +54,13 @@ def test_summary_numbers_are_the_steps_numbers(demo: tuple[Path, DemoSummary]) -
     assert steer.sae_fraction == steer_summary.bases["sae"].fraction_steerable
     assert steer.alpha == steer_summary.alpha and steer.temperature == steer_summary.temperature
     assert steer.vocabulary_size == steer_summary.vocabulary_size > 30
+    assert steer_summary.vocabulary.startswith("images:world:")  # the world's caption phrases
+    assert steer.temperature == steer_summary.logit_scale  # τ = the model's own logit scale
+    assert 60.5 < steer.alpha < 61.5  # 150·√(127/767): the paper's α = 150 translated to d = 128
+    assert steer.null_fraction == steer_summary.bases["null"].fraction_steerable
+    assert steer.neuron_fraction == steer_summary.bases["neurons"].fraction_steerable
+    match = steer_summary.bases["sae"].concept_match
+    assert match is not None and steer.concept_match == match.rate and steer.concept_match_shuffled == match.shuffled_rate
     for task in ("background", "attribute"):
         result = SuppressionResult.read(out / f"debias_{task}")
         numbers = summary.debias[task]

@@ -60,8 +60,10 @@ def test_steerability_is_matched_to_its_own_sae_when_paths_were_recorded_relativ
         steer.mkdir()
         (steer / "features_sae.jsonl").write_text("")
         recorded = f"elsewhere/sweep/layer{layer}/train/saes/topk"
-        SteerabilitySummary(site=f"blocks.{layer}.resid_post", vocabulary_size=3,
-                            bases={"sae": BasisSummary.of([])}, config={"sae": recorded}).write(steer)
+        SteerabilitySummary(site=f"blocks.{layer}.resid_post", vocabulary_size=3, bases={"sae": BasisSummary.of([])},
+                            model="m", images="folder", n_images=4, vocabulary="tokenizer", alpha=61.0,
+                            alpha_relative=5.42, temperature=22.0, logit_scale=22.0, threshold=0.1, tokens="all",
+                            config={"sae": recorded}).write(steer)
     for layer in (1, 2):
         sae_dir = run / f"layer{layer}" / "train" / "saes" / "topk"
         assert find_steering(run, sae_dir, f"blocks.{layer}.resid_post", 1) == run / f"layer{layer}" / "steerability"

@@ -5,9 +5,15 @@ from transformers import PreTrainedTokenizerFast
 
 from clipsteer.models.testing import TINY_WORDS, tiny_backbone
 from clipsteer.steer.control import random_vision_like
-from clipsteer.steer.dictionary import DirectionSet
+from clipsteer.steer.dictionary import DirectionSet, LayerNormedDirections
 from clipsteer.steer.steerability import SteeringRun, SteeringSpec, scores_from_delta
-from clipsteer.steer.vocabulary import read_word_list, text_embeddings, vocabulary_from_tokenizer
+from clipsteer.steer.vocabulary import (
+    ConceptVocabulary,
+    read_vocabulary_file,
+    text_embeddings,
+    vocabulary_from_tokenizer,
+    write_vocabulary_file,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,8 @@ def backbone():
 def setup(backbone):
     pixels = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     text = backbone.encode_text(list(TINY_WORDS))
-    directions = DirectionSet(torch.randn(20, 32, generator=torch.Generator().manual_seed(1)))
-    return pixels, text, directions
+    weight = torch.randn(20, 32, generator=torch.Generator().manual_seed(1))
+    return pixels, text, {"raw": DirectionSet(weight), "layer_normed": LayerNormedDirections(weight)}
 
 
 def test_scores_on_a_hand_built_case() -> None:
@@ -43,9 +49,11 @@ def test_scores_on_a_hand_built_case() -> None:
 @pytest.mark.parametrize("site", ["blocks.2.resid_post", "blocks.2.mlp_out", "blocks.1.resid_post",
                                   "blocks.0.mlp_out", "blocks.1.resid_pre"])
 @pytest.mark.parametrize("tokens", ["all", "patches"])
-def test_fast_engines_equal_the_plain_forward(backbone, setup, site: str, tokens: str) -> None:
-    pixels, text, directions = setup
-    run = SteeringRun(backbone, site, directions, pixels, text, SteeringSpec(alpha=100.0, tokens=tokens),
+@pytest.mark.parametrize("units", ["raw", "layer_normed"])
+def test_fast_engines_equal_the_plain_forward(backbone, setup, site: str, tokens: str, units: str) -> None:
+    pixels, text, dictionaries = setup
+    alpha = {"raw": 100.0, "layer_normed": 60.0}[units]  # both several times the token norm
+    run = SteeringRun(backbone, site, dictionaries[units], pixels, text, SteeringSpec(alpha=alpha, tokens=tokens),
                       image_batch=4)
     features = [0, 3, 7, 11, 19]
     plain = run.scores(features, engine="plain", progress=False)
@@ -65,8 +73,8 @@ def test_fast_engines_equal_the_plain_forward(backbone, setup, site: str, tokens
 
 
 def test_attn_out_falls_back_to_plain(backbone, setup) -> None:
-    pixels, text, directions = setup
-    run = SteeringRun(backbone, "blocks.1.attn_out", directions, pixels, text)
+    pixels, text, dictionaries = setup
+    run = SteeringRun(backbone, "blocks.1.attn_out", dictionaries["raw"], pixels, text)
     assert run.scores([0, 1], progress=False).steerability.shape == (2,)
     with pytest.raises(ValueError, match="cannot resume"):
         run.scores([0], engine="suffix")
@@ -96,10 +104,22 @@ def test_vocabulary_from_word_level_tokenizer(backbone) -> None:
 def test_word_list_file(tmp_path) -> None:
     path = tmp_path / "words.txt"
     path.write_text("# concepts\nwater\n\nland\nwater\nsky\n")
-    assert read_word_list(path) == ["water", "land", "sky"]
-    assert read_word_list(path, size=1) == ["water"]
+    assert read_vocabulary_file(path).concepts == ("water", "land", "sky")
+    assert read_vocabulary_file(path, size=1).concepts == ("water",)
+    assert read_vocabulary_file(path).factors is None
     with pytest.raises(FileNotFoundError, match="vocabulary file not found"):
-        read_word_list(tmp_path / "missing.txt")
+        read_vocabulary_file(tmp_path / "missing.txt")
+
+
+def test_vocabulary_file_with_factors_round_trips(tmp_path) -> None:
+    vocab = ConceptVocabulary(("a red star", "the word cross"),
+                              (frozenset({"colour:red", "shape:star"}), frozenset({"word:cross"})))
+    write_vocabulary_file(vocab, tmp_path / "v.txt")
+    back = read_vocabulary_file(tmp_path / "v.txt")
+    assert back.concepts == vocab.concepts and back.factors == vocab.factors
+    (tmp_path / "mixed.txt").write_text("a star\tshape:star\nthe sea\n")
+    with pytest.raises(ValueError, match="for every concept or for none"):
+        read_vocabulary_file(tmp_path / "mixed.txt")
 
 
 def test_text_embeddings_cache(backbone, tmp_path) -> None:

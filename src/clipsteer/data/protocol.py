@@ -112,6 +112,31 @@ class FactorAnnotated(Protocol):
 
 
 @runtime_checkable
+class ConceptAnnotated(Protocol):
+    """A dataset that knows what its images can show (e.g. the synthetic world): a concept vocabulary of
+    phrases, each with the factor names it mentions, and per-image labels for those factor names. Steerability
+    reads its vocabulary from here by default and checks each steered unit's top concept against the factors
+    the unit detects (the concept match), without importing the dataset's package."""
+
+    def concept_vocabulary(self) -> list[tuple[str, frozenset[str]]]:
+        """[(phrase, {factor name, ...})], e.g. ("a red star", {"colour:red", "shape:star"})."""
+        ...
+
+    def concept_labels(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """{factor name: bool [n]} for images [start, stop), for every name the vocabulary uses."""
+        ...
+
+
+@runtime_checkable
+class Captioned(Protocol):
+    """A dataset whose images have captions (what a CLIP's text tower reads for them)."""
+
+    def captions(self, start: int, stop: int) -> list[str]:
+        """The captions of images [start, stop)."""
+        ...
+
+
+@runtime_checkable
 class NamedLabelledDataset(LabelledDataset, Protocol):
     """A `LabelledDataset` whose every label column has named values (group tasks, typography)."""
 

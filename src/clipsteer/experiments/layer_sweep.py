@@ -1,8 +1,9 @@
 """`clipsteer layer-sweep`: the whole pipeline at every layer — harvest, train, evaluate, steer.
 
 Per layer of the vision tower (resid_post): one activation store (all layers harvested in one pass),
-one SAE, its evaluation (`EvalResult`) and its steerability (`SteerabilitySummary`: SAE features vs
-neurons vs a random-weights control). A table (`layers.json` = `LayerSweepResult`, `layers.csv`) and a
+one SAE, its evaluation (`EvalResult`) and its steerability (`SteerabilitySummary`: SAE features beside
+the random-direction null and neurons in raw and layer-normed units, with the concept match against its
+shuffled baseline and, with `--steer.alpha-sweep`, the fraction steerable at other α). A table (`layers.json` = `LayerSweepResult`, `layers.csv`) and a
 plot (`layers.png`) compare layers. Every step counts as done only when its typed result reads back, so
 rerunning the same command continues an interrupted sweep.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from clipsteer.activations.harvest import HarvestConfig, harvest
-from clipsteer.atomic import atomic_write_json, atomic_write_text
+from clipsteer.atomic import atomic_write_text
 from clipsteer.composite import own
 from clipsteer.evaluate.commands import evaluate_sae
 from clipsteer.evaluate.configs import EvalConfig
@@ -30,7 +31,7 @@ from clipsteer.results import ResultFile
 from clipsteer.sae.commands import TrainConfig, train
 from clipsteer.sae.recipe import TrainerConfig
 from clipsteer.steer.commands import SteerabilityConfig, steerability
-from clipsteer.steer.results import SteerabilitySummary, read_feature_rows
+from clipsteer.steer.results import SteerabilitySummary
 
 COMMAND = "layer-sweep"
 
@@ -74,20 +75,42 @@ class LayerRow:
     factor_auroc_image_control: float | None
     factor_auroc_patch: float | None
     factor_auroc_patch_control: float | None
+    steer_alpha: float | None = None
+    """The clamp α used for steering (absolute) ..."""
+    steer_alpha_relative: float | None = None
+    """... as a multiple of the layer-normed token norm (the paper: 5.42)."""
+    steer_temperature: float | None = None
+    steer_vocabulary_size: int | None = None
     steerable: dict[str, float] = field(default_factory=dict)
     """basis → fraction steerable at the run's α."""
+    n_steerable: dict[str, int] = field(default_factory=dict)
     distinct_concepts: dict[str, int] = field(default_factory=dict)
+    concept_match: dict[str, float] = field(default_factory=dict)
+    """basis → fraction of its steerable units whose top concept names a factor they detect ..."""
+    concept_match_shuffled: dict[str, float] = field(default_factory=dict)
+    """... and the same with the top concepts shuffled among them (the baseline)."""
     alpha_sweep: dict[str, dict[str, float]] = field(default_factory=dict)
-    steerable_matching_detected_factor: int | None = None
 
     @classmethod
-    def of(cls, layer: int, sae: Path, result: EvalResult, summary: SteerabilitySummary | None,
-           n_matched: int | None) -> LayerRow:
+    def of(cls, layer: int, sae: Path, result: EvalResult, summary: SteerabilitySummary | None) -> LayerRow:
         r, f = result.reconstruction, result.factor_recovery
 
         def mean(by_group: dict[str, float] | None) -> float | None:
             return FactorSummary.mean(by_group) if by_group else None
 
+        steering: dict = {}
+        if summary is not None:
+            bases = summary.bases
+            matched = {b: s.concept_match for b, s in bases.items() if s.concept_match is not None}
+            steering = dict(
+                steer_alpha=summary.alpha, steer_alpha_relative=summary.alpha_relative,
+                steer_temperature=summary.temperature, steer_vocabulary_size=summary.vocabulary_size,
+                steerable={b: s.fraction_steerable for b, s in bases.items()},
+                n_steerable={b: s.n_steerable for b, s in bases.items()},
+                distinct_concepts={b: s.distinct_concepts for b, s in bases.items()},
+                concept_match={b: m.rate for b, m in matched.items()},
+                concept_match_shuffled={b: m.shuffled_rate for b, m in matched.items()},
+                alpha_sweep=summary.alpha_sweep)
         return cls(
             layer=layer, site=result.site, sae=str(sae), explained_variance=r.explained_variance,
             l0_patches=r.l0_patches, l0_cls=r.l0_cls, l0_patches_fraction=r.l0_patches_fraction,
@@ -95,14 +118,14 @@ class LayerRow:
             ce_recovered_pct=result.downstream.ce_recovered_pct if result.downstream else None,
             factor_auroc_image=mean(f and f.image_auroc), factor_auroc_image_control=mean(f and f.control_image_auroc),
             factor_auroc_patch=mean(f and f.patch_auroc), factor_auroc_patch_control=mean(f and f.control_patch_auroc),
-            steerable={b: s.fraction_steerable for b, s in summary.bases.items()} if summary else {},
-            distinct_concepts={b: s.distinct_concepts for b, s in summary.bases.items()} if summary else {},
-            alpha_sweep=summary.alpha_sweep if summary else {}, steerable_matching_detected_factor=n_matched)
+            **steering)
 
     def flat(self) -> dict[str, object]:
-        """One CSV row: scalar fields, then steerable_<basis> and steerable_<basis>_alpha<α> columns."""
+        """One CSV row: scalar fields, then per basis steerable_<b>, n_steerable_<b>, concept_match_<b>,
+        concept_match_shuffled_<b> and steerable_<b>_alpha<α> columns."""
         out: dict[str, object] = {k: v for k, v in vars(self).items() if not isinstance(v, dict)}
-        out |= {f"steerable_{b}": v for b, v in self.steerable.items()}
+        for name in ("steerable", "n_steerable", "concept_match", "concept_match_shuffled"):
+            out |= {f"{name}_{b}": v for b, v in getattr(self, name).items()}
         out |= {f"steerable_{b}_alpha{a}": v for b, sweep in self.alpha_sweep.items() for a, v in sweep.items()}
         return out
 
@@ -150,21 +173,19 @@ def layer_sweep(config: LayerSweepConfig) -> LayerSweepResult:
     harvest(harvest_config)  # every flag is checked (in the plans) before the first step starts
     rows = []
     for plan in plans:
-        layer, site = plan.layer, plan.site
+        layer = plan.layer
         saes = train(plan.train)
         if len(saes) != 1:
             raise ValueError(f"{COMMAND}: one SAE per layer; drop --train.sweep-k / --train.sweep-sparsity")
         sae_dir = next(iter(saes.values()))
         eval_dir = plan.eval.out
         result = EvalResult.read(eval_dir) if EvalResult.done(eval_dir) else evaluate_sae(replace(plan.eval, sae=sae_dir))
-        summary, n_matched = None, None
+        summary = None
         if config.run_steerability:
             steer_dir = plan.steer.out
             summary = (SteerabilitySummary.read(steer_dir) if SteerabilitySummary.done(steer_dir)
                        else steerability(replace(plan.steer, sae=sae_dir)))
-            if result.factor_recovery is not None:  # ground truth to match concepts against: the world
-                n_matched = match_layer(model, sae_dir, site, steer_dir, config.device)
-        row = LayerRow.of(layer, sae_dir, result, summary, n_matched)
+        row = LayerRow.of(layer, sae_dir, result, summary)
         rows.append(row)
         print(f"[{COMMAND}] layer {layer}: " + ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.flat().items()))
@@ -173,22 +194,6 @@ def layer_sweep(config: LayerSweepConfig) -> LayerSweepResult:
     plot_layers(sweep, out / "layers.png")
     sweep.write(out)
     return sweep
-
-
-def match_layer(model: str, sae_dir: Path, site: str, steer_dir: Path, device: str) -> int:
-    """Steerable SAE features whose top concept names a factor they detect (`concept_matches.json`)."""
-    import json
-
-    from clipsteer.experiments.concept_match import concept_matches
-    from clipsteer.sae.loading import load_any_sae
-
-    match_file = steer_dir / "concept_matches.json"
-    if not match_file.is_file():
-        rows = [vars(r) for r in read_feature_rows(steer_dir, "sae")]
-        backbone = Backbone.from_pretrained(model, device=device)
-        sae = load_any_sae(sae_dir, device=device)
-        atomic_write_json(match_file, concept_matches(backbone, sae, site, rows))
-    return int(json.loads(match_file.read_text())["n_matched"])
 
 
 def write_table(sweep: LayerSweepResult, out: Path) -> None:
@@ -210,9 +215,11 @@ def plot_layers(sweep: LayerSweepResult, path: Path) -> None:
     rows = sweep.rows
     layers = [r.layer for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    names = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE dirs, random model",
-             "random_neurons": "neurons, random model"}
-    colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
+    names = {"sae": "SAE features", "null": "random directions (null)", "neurons": "neurons (raw)",
+             "neurons_ln": "neurons (LN units)", "random_vision_sae": "SAE, random vision (diagnostic)",
+             "random_vision_neurons": "neurons, random vision (diagnostic)"}
+    colours = dict(zip(names, ("tab:blue", "tab:grey", "tab:orange", "tab:red", "tab:green", "tab:olive"),
+                       strict=True))
     styles = ["--", ":", "-."]
     for basis in rows[0].steerable:  # colour = basis; solid = the run's α, dashed/dotted = the α sweep
         if all(basis in r.steerable for r in rows):

@@ -6,6 +6,8 @@ to every forward: ours (capture / encode_image / encode_from) and the model's ow
 (`capture` stops after the deepest requested block) and resumption (`encode_from`) for free.
 
 Token layout of the vision residual stream: index 0 is CLS, then `grid × grid` patches row-major.
+Text-tower sites (`text.blocks.{l}.…`) are hooked the same way: `capture_text` reads them for a batch of
+captions, and `intervene` on a text site edits every text forward (`encode_text`, zero-shot heads).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Backbone:
         self.grid: int = vision_config.image_size // vision_config.patch_size
         self.n_tokens: int = 1 + self.grid**2
         self.projection: nn.Linear | None = getattr(model, "visual_projection", None)
+        self.text_blocks: nn.ModuleList | None = model.text_model.encoder.layers if self.has_text else None
+        self.n_text_layers: int | None = len(self.text_blocks) if self.text_blocks is not None else None
         assert preprocess.crop_size == self.image_size, "preprocessing must produce the model's input size"
 
     @classmethod
@@ -113,7 +117,7 @@ class Backbone:
 
     def site(self, site: str | Site) -> Site:
         """Parse and validate a site name for this model (unknown sites list the valid ones)."""
-        return parse_site(site, self.n_layers)
+        return parse_site(site, self.n_layers, self.n_text_layers)
 
     # ------------------------------------------------------------------ images
     def pixels(self, images: Sequence[ImageLike] | np.ndarray | Tensor) -> Tensor:
@@ -160,6 +164,8 @@ class Backbone:
         Hooks at later sites still apply; the resumed site's own hooks do not (its value is given).
         """
         site = self.site(site)
+        if site.tower == "text":
+            raise ValueError(f"encode_from resumes the vision forward; {site.name!r} is a text-tower site")
         if site.kind not in ("resid_pre", "resid_post"):
             raise ValueError(f"encode_from needs a residual-stream site, got {site.name!r}; an additive edit "
                              f"of blocks.{site.layer}.mlp_out equals the same edit of blocks.{site.layer}.resid_post")
@@ -179,6 +185,8 @@ class Backbone:
         parsed = [self.site(s) for s in sites]
         if not parsed:
             raise ValueError("capture needs at least one site")
+        if any(s.tower == "text" for s in parsed):
+            raise ValueError(f"capture reads vision sites; use capture_text for {[s.name for s in parsed]}")
         captured: dict[str, Tensor] = {}
 
         def record(site: Site) -> SiteFn:
@@ -211,7 +219,9 @@ class Backbone:
                 handle.remove()
 
     def _register(self, site: Site, fn: SiteFn) -> torch.utils.hooks.RemovableHandle:
-        block = self.blocks[site.layer]
+        blocks = self.text_blocks if site.tower == "text" else self.blocks
+        assert blocks is not None, "parse_site refuses text sites on a model without a text tower"
+        block = blocks[site.layer]
 
         def checked(x: Tensor) -> Tensor:
             y = fn(x)
@@ -241,15 +251,47 @@ class Backbone:
                              f"full CLIPModel checkpoint with tokenizer files")
         if isinstance(texts, str) or len(texts) == 0:
             raise ValueError("encode_text expects a non-empty list of strings")
-        max_len = self.model.config.text_config.max_position_embeddings
         out = []
         for i in range(0, len(texts), texts_per_batch):
-            enc = self.tokenizer(list(texts[i:i + texts_per_batch]), padding=True, truncation=True,
-                                 max_length=max_len, return_tensors="pt").to(self.device)
+            enc = self.tokenize(texts[i:i + texts_per_batch])
             feats = self.model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask"))
             feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
             out.append(F.normalize(feats.float(), dim=-1))
         return torch.cat(out)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Captions → {input_ids, attention_mask} [N, L] on the model's device (padded to the longest)."""
+        if not self.has_text or self.tokenizer is None:
+            raise ValueError(f"{self.name} has no text tower or tokenizer")
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError("expected a non-empty list of strings")
+        max_len = self.model.config.text_config.max_position_embeddings
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+
+    @torch.no_grad()
+    def capture_text(self, texts: Sequence[str], sites: Sequence[str | Site]) -> tuple[dict[str, Tensor], Tensor]:
+        """Text-tower activations for captions: ({site: Tensor[N, L, d_text]}, valid bool [N, L]).
+
+        `valid` marks real tokens (bos, words, eos); padding positions (after eos) are computed by the causal
+        transformer but carry no caption, so callers drop them. The eos token (the pooled one) is the last
+        valid position of each row.
+        """
+        parsed = [self.site(s) for s in sites]
+        if not parsed or any(s.tower != "text" for s in parsed):
+            raise ValueError(f"capture_text needs text sites (text.blocks.<l>.<kind>), got {list(sites)}")
+        captured: dict[str, Tensor] = {}
+
+        def record(site: Site) -> SiteFn:
+            def fn(x: Tensor) -> Tensor:
+                captured[site.name] = x.detach()
+                return x
+            return fn
+
+        enc = self.tokenize(texts)
+        with self._hooks([(s, record(s)) for s in parsed]):
+            self.model.text_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        return captured, enc["attention_mask"].bool()
 
     def zero_shot_head(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)) -> Tensor:
         """CLIP's zero-shot classifier: per class, the renormalised mean of its normalised prompt embeddings.

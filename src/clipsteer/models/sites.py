@@ -1,12 +1,14 @@
-"""Hook sites: where in the vision transformer activations are read and edited.
+"""Hook sites: where in CLIP's two transformers activations are read and edited.
 
-A site is `blocks.{layer}.{kind}` with kind one of:
+A vision site is `blocks.{layer}.{kind}`, a text-tower site `text.blocks.{layer}.{kind}`, with kind one of:
 - `resid_pre`  — the residual stream entering block `layer` (block 0: after the pre-layernorm),
 - `attn_out`   — the attention branch's output (before it is added to the residual),
 - `mlp_out`    — the MLP branch's output (before it is added to the residual),
 - `resid_post` — the residual stream leaving block `layer` (= HF `hidden_states[layer + 1]`).
 So `resid_post = resid_pre + attn_out + mlp_out` within one block.
-ViT-Prisma / TransformerLens spellings (`blocks.8.hook_resid_post`) are accepted and normalised.
+ViT-Prisma / TransformerLens spellings (`blocks.8.hook_resid_post`) are accepted and normalised, and
+`vision.blocks.…` names the vision site. A text site has one row per token position of the caption
+(bos, words, eos, then padding); token selections (`TokenSelection`) are the vision tower's.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Literal, get_args
 from clipsteer.errors import ConfigError
 
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out", "resid_post"]
+Tower = Literal["vision", "text"]
 SITE_KINDS: tuple[SiteKind, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
-SITE_PATTERN = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|attn_out|mlp_out|resid_post)$")
+SITE_PATTERN = re.compile(
+    r"^(?:(?P<tower>vision|text)\.)?blocks\.(?P<layer>\d+)\.(?:hook_)?(?P<kind>resid_pre|attn_out|mlp_out|resid_post)$")
 
 
 class UnknownSiteError(ConfigError):
@@ -30,10 +34,11 @@ class UnknownSiteError(ConfigError):
 class Site:
     layer: int
     kind: SiteKind
+    tower: Tower = "vision"
 
     @property
     def name(self) -> str:
-        return f"blocks.{self.layer}.{self.kind}"
+        return f"{'text.' if self.tower == 'text' else ''}blocks.{self.layer}.{self.kind}"
 
     @property
     def depth(self) -> float:
@@ -44,18 +49,25 @@ class Site:
         return self.name
 
 
-def parse_site(site: str | Site, n_layers: int) -> Site:
-    """Parse and validate a site name against a model with `n_layers` blocks."""
+def parse_site(site: str | Site, n_layers: int, n_text_layers: int | None = None) -> Site:
+    """Parse and validate a site name against a model with `n_layers` vision (`n_text_layers` text) blocks."""
     if isinstance(site, Site):
         parsed = site
     else:
         match = SITE_PATTERN.match(site.strip())
         if match is None:
             raise UnknownSiteError(
-                f"unknown site {site!r}: expected 'blocks.<layer>.<kind>' with kind in {list(SITE_KINDS)} "
+                f"unknown site {site!r}: expected '[text.]blocks.<layer>.<kind>' with kind in {list(SITE_KINDS)} "
                 f"and layer in 0..{n_layers - 1}, e.g. 'blocks.{n_layers // 2}.resid_post'"
             )
-        parsed = Site(int(match.group(1)), match.group(2))  # type: ignore[arg-type]
+        parsed = Site(int(match["layer"]), match["kind"], match["tower"] or "vision")  # type: ignore[arg-type]
+    if parsed.tower == "text":
+        if n_text_layers is None:
+            raise UnknownSiteError(f"site {parsed.name!r} is in the text tower, and this model has none")
+        if not 0 <= parsed.layer < n_text_layers:
+            raise UnknownSiteError(f"unknown site {parsed.name!r}: the text tower has {n_text_layers} blocks, so "
+                                   f"layer must be in 0..{n_text_layers - 1}")
+        return parsed
     if not 0 <= parsed.layer < n_layers:
         raise UnknownSiteError(
             f"unknown site {parsed.name!r}: this model has {n_layers} blocks, so layer must be in "

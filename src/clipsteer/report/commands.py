@@ -145,12 +145,11 @@ def probe_steering(entry: SAEEntry, backbone: Backbone, sae: SparseAutoencoder, 
     from clipsteer.data.resolve import open_dataset
     from clipsteer.report.images import png_bytes, square_thumbnail
     from clipsteer.report.steering import ProbeSteering
-    from clipsteer.steer.vocabulary import read_word_list, text_embeddings, vocabulary_from_tokenizer
+    from clipsteer.steer.vocabulary import read_vocabulary_file, text_embeddings
 
     steering = entry.steering
     assert steering is not None
-    words = (read_word_list(steering.vocabulary, steering.vocab_size) if steering.vocabulary
-             else vocabulary_from_tokenizer(backbone.tokenizer, steering.vocab_size))
+    words = read_vocabulary_file(steering.vocabulary).concepts
     text = text_embeddings(backbone, words, cache_dir=steering.directory / "cache")
     image = open_dataset(steering.images).load(0)
     probe = ProbeSteering(backbone, sae, entry.site, backbone.pixels([image]), words, text, steering.alpha,
@@ -234,8 +233,8 @@ def figures(sections: list[SectionView], assets: Assets) -> tuple[list[Figure], 
     if steered:
         src = assets.write("img/steerable_fraction.png", plots.fraction_plot([s.label for s in steered],
                                                                              [s.entry.steering for s in steered]))
-        steering.append(Figure(src, "Fraction of features that steer CLIP (S above threshold): SAE features, single "
-                                    "neurons, and both in a model with random vision weights (the null)."))
+        steering.append(Figure(src, "Fraction of features that steer CLIP (S above threshold): SAE features, random "
+                                    "directions of the same scaling and clamp (the null), and single neurons."))
     for s in steered:
         st = s.entry.steering
         if any(st.rows.values()):

@@ -14,9 +14,11 @@ from typing import Any
 from clipsteer.report.sources import GroupResult, Quality, Steering
 from clipsteer.steer.results import StrengthCurve
 
-BASIS_NAMES = {"sae": "SAE features", "neurons": "neurons", "random_sae": "SAE, random model (null)",
-               "random_neurons": "neurons, random model (null)"}
-BASIS_COLOURS = {"sae": "tab:blue", "neurons": "tab:orange", "random_sae": "tab:green", "random_neurons": "tab:red"}
+BASIS_NAMES = {"sae": "SAE features", "null": "random directions (null)", "neurons": "neurons (raw)",
+               "neurons_ln": "neurons (LN units)", "random_vision_sae": "SAE, random vision (diagnostic)",
+               "random_vision_neurons": "neurons, random vision (diagnostic)"}
+BASIS_COLOURS = {"sae": "tab:blue", "null": "tab:grey", "neurons": "tab:orange", "neurons_ln": "tab:red",
+                 "random_vision_sae": "tab:green", "random_vision_neurons": "tab:olive"}
 
 
 def _pyplot() -> Any:
@@ -92,7 +94,7 @@ def steerability_histogram(steering: Steering, title: str) -> bytes:
 
 
 def fraction_plot(names: Sequence[str], steerings: Sequence[Steering]) -> bytes:
-    """Fraction steerable per SAE (layer) for SAE features, neurons and the random-model nulls."""
+    """Fraction steerable per SAE (layer) for SAE features, the random-direction null and neurons."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     bases = [b for b in BASIS_NAMES if any(b in s.fractions for s in steerings)]

@@ -157,7 +157,7 @@ def figure(fig: Figure) -> str:
 
 def headline_table(sections: Sequence[SectionView]) -> str:
     head = ("<tr><th class=l>SAE</th><th class=l>site</th><th>features</th><th>EV</th><th>L0 patch</th>"
-            "<th>L0 CLS</th><th>dead</th><th>CE recovered</th><th>steerable: SAE</th><th>null (random model)</th>"
+            "<th>L0 CLS</th><th>dead</th><th>CE recovered</th><th>steerable: SAE</th><th>null (random directions)</th>"
             "<th>neurons</th><th>factor AUROC (control)</th></tr>")
     rows = []
     for s in sections:
@@ -171,7 +171,7 @@ def headline_table(sections: Sequence[SectionView]) -> str:
             f"<td>{fmt(q.l0_patches if q else None, 1)}</td><td>{fmt(q.l0_cls if q else None, 1)}</td>"
             f"<td>{pct(q.dead_fraction if q else None)}</td>"
             f"<td>{'–' if q is None or q.ce_recovered_pct is None else f'{q.ce_recovered_pct:.1f}%'}</td>"
-            f"<td>{pct(fr.get('sae'))}</td><td>{pct(fr.get('random_sae'))}</td><td>{pct(fr.get('neurons'))}</td>"
+            f"<td>{pct(fr.get('sae'))}</td><td>{pct(fr.get('null'))}</td><td>{pct(fr.get('neurons'))}</td>"
             f"<td>{auroc}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -250,8 +250,8 @@ def index_html(view: ReportView) -> str:
             "<p>One row per SAE. EV: explained variance of the activations; L0: active features per token; dead: "
             "features that never fire; CE recovered: how much of CLIP's zero-shot accuracy survives splicing "
             "the SAE in. Steerable: share of scored features whose clamping moves CLIP's reading of images "
-            "by S above the threshold — compare the SAE with the null (the same directions in a model with "
-            "random vision weights) and with single neurons.</p>",
+            "by S above the threshold — compare the SAE with the null (random directions with the same scaling "
+            "and clamp) and with single neurons.</p>",
             headline_table(view.sections),
             "<h2 id=quality>SAE quality</h2>", "".join(figure(f) for f in view.quality_figures),
             "".join(section_details(s) for s in view.sections)]

@@ -1,9 +1,8 @@
 """What the report reads from a run directory, in one place: discovery and the views the pages need.
 
 The report reads other packages' outputs here only, through their typed readers (`EvalResult`,
-`SteerabilitySummary`, `read_feature_rows`), into the small views the pages need. Outputs that have no
-reader yet (the concept match) are parsed here too, in one function, so connecting a reader later
-changes one function.
+`SteerabilitySummary`, `read_feature_rows`, `ConceptMatches`, `SuppressionResult`), into the small views
+the pages need.
 
 A run directory is searched, not assumed: every clipsteer SAE folder under it (`config.json` with
 `"format": "clipsteer-sae"` + `sae.safetensors`) is one entry. Its activation store is the complete
@@ -65,13 +64,13 @@ class Steering:
     tokens: str
     images: str
     n_images: int
-    vocabulary: Path | None
-    vocab_size: int
-    """The requested vocabulary size (recreates the same word list)."""
+    vocabulary: Path
+    """The concepts the run read out (`vocabulary.txt` in its folder)."""
     n_words: int
-    """Words the vocabulary actually held."""
+    """Concepts the vocabulary held."""
     fractions: dict[str, float]
-    """basis → fraction steerable; bases: sae, neurons, random_sae, random_neurons (random = null model)."""
+    """basis → fraction steerable; bases: sae, null (random directions), neurons, neurons_ln, and the
+    random-vision diagnostics."""
     rows: dict[str, tuple[FeatureRow, ...]]
     alpha_sweep: dict[str, dict[float, float]] = field(default_factory=dict)
     strength_curves: dict[int, StrengthCurve] = field(default_factory=dict)
@@ -189,43 +188,34 @@ def quality_of(result: EvalResult, path: Path) -> Quality:
 
 
 def read_concept_matches(directory: Path) -> tuple[dict[int, dict[str, float]], frozenset[int]]:
-    """`concept_matches.json` of the layer sweep: feature → {factor: AUROC}, and the matched features."""
-    path = directory / "concept_matches.json"
-    if not path.is_file():
+    """The SAE basis of `ConceptMatches` (steerability's concept match): feature → {factor: AUROC}, and the
+    features whose top concept names a factor they detect."""
+    from clipsteer.steer.results import ConceptMatches
+
+    if not ConceptMatches.path(directory).is_file():
         return {}, frozenset()
-    try:
-        rows = _read_json(path).get("all", [])
-        detected = {int(r["feature"]): {k: float(v) for k, v in r.get("detects", {}).items()} for r in rows}
-        return detected, frozenset(int(r["feature"]) for r in rows if r.get("matches"))
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ValueError(f"{path}: malformed concept-match row ({err}); rerun `clipsteer layer-sweep`") from err
+    units = ConceptMatches.read(directory).units.get("sae", ())
+    return {u.feature: dict(u.detects) for u in units}, frozenset(u.feature for u in units if u.matches)
 
 
 def read_steering(directory: Path) -> Steering:
     """A `clipsteer steerability` output folder (`SteerabilitySummary` + feature rows per basis)."""
+    from clipsteer.steer.commands import VOCABULARY_FILE
     from clipsteer.steer.results import SteerabilitySummary, read_feature_rows, rows_file
 
-
     summary = SteerabilitySummary.read(directory)
-    config = summary.config
     rows = {b: tuple(read_feature_rows(directory, b))
             for b in summary.bases if rows_file(directory, b).is_file()}
     detected, matched = read_concept_matches(directory)
-    try:
-        vocabulary = config.get("vocabulary")
-        return Steering(directory=directory, site=summary.site, alpha=float(config["alpha"]),
-                        temperature=float(config["temperature"]), threshold=float(config["threshold"]),
-                        tokens=str(config["tokens"]), images=str(config["images"]), n_images=int(config["n_images"]),
-                        vocabulary=Path(vocabulary) if vocabulary else None, vocab_size=int(config["vocab_size"]),
-                        n_words=summary.vocabulary_size,
-                        fractions={b: s.fraction_steerable for b, s in summary.bases.items()}, rows=rows,
-                        alpha_sweep={b: {float(a): f for a, f in by_alpha.items()}
-                                     for b, by_alpha in summary.alpha_sweep.items()},
-                        strength_curves={int(j): c for j, c in summary.strength_curves.items()},
-                        detected_factors=detected, concept_matched=matched)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{directory / summary.FILE}: its config lacks {err}; expected the settings of "
-                         f"`clipsteer steerability`") from err
+    return Steering(directory=directory, site=summary.site, alpha=summary.alpha, temperature=summary.temperature,
+                    threshold=summary.threshold, tokens=summary.tokens, images=summary.images,
+                    n_images=summary.n_images, vocabulary=directory / VOCABULARY_FILE,
+                    n_words=summary.vocabulary_size,
+                    fractions={b: s.fraction_steerable for b, s in summary.bases.items()}, rows=rows,
+                    alpha_sweep={b: {float(a): f for a, f in by_alpha.items()}
+                                 for b, by_alpha in summary.alpha_sweep.items()},
+                    strength_curves={int(j): c for j, c in summary.strength_curves.items()},
+                    detected_factors=detected, concept_matched=matched)
 
 
 def find_steering(run: Path, sae_dir: Path, site: str, n_saes_at_site: int) -> Path | None:
@@ -281,7 +271,7 @@ def _group_result(path: Path, title: str) -> GroupResult:
     groups: dict[str, tuple[float, float]] = {}
     if isinstance(result.baseline.report, GroupReport) and isinstance(sae.report, GroupReport):
         groups = {g: (acc, sae.report.groups[g]) for g, acc in result.baseline.report.groups.items()}
-    per_layer = {int(match.group(1)): {f"SAE {result.score}": metric(layer.methods["sae"].report, result.score)}
+    per_layer = {int(match["layer"]): {f"SAE {result.score}": metric(layer.methods["sae"].report, result.score)}
                  for layer in result.layers if (match := SITE_PATTERN.match(layer.site))}
     others = {name: m for name, m in result.best.methods.items() if name != "sae"} | result.references
     return GroupResult(title=title, metrics={k: (v, after[k]) for k, v in before.items() if k in after},

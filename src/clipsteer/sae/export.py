@@ -91,7 +91,8 @@ def saelens_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]
 
 
 def _hook_name(site: str | None) -> str | None:
-    return hook_name_from_site(site) if site is not None and SITE_PATTERN.match(site) else site
+    match = SITE_PATTERN.match(site) if site is not None else None
+    return hook_name_from_site(site) if match and match["tower"] != "text" else site  # type: ignore[arg-type]
 
 
 def export_saelens(sae: SparseAutoencoder, folder: str | Path) -> Path:
@@ -116,12 +117,12 @@ def prisma_files(sae: SparseAutoencoder) -> tuple[dict, dict[str, torch.Tensor]]
         raise ExportError(f"d_sae={config.d_sae} is not a multiple of d_in={config.d_in}; Prisma derives d_sae "
                           "from an integer expansion_factor")
     match = SITE_PATTERN.match(config.site or "")
-    if match is None:
+    if match is None or match["tower"] == "text":
         raise ExportError(f"site {config.site!r} is not a clipsteer site; Prisma needs hook_point_layer and "
                           "layer_subtype")
     data = {
-        "model_name": config.model or "unknown", "hook_point_layer": int(match.group(1)),
-        "layer_subtype": f"hook_{match.group(2)}", "hook_point_head_index": None, "d_in": config.d_in,
+        "model_name": config.model or "unknown", "hook_point_layer": int(match["layer"]),
+        "layer_subtype": f"hook_{match['kind']}", "hook_point_head_index": None, "d_in": config.d_in,
         "expansion_factor": config.d_sae // config.d_in, "architecture": "standard",
         "activation_fn_str": activation,
         "activation_fn_kwargs": {"k": config.k} if sae.spec.uses_k else {},

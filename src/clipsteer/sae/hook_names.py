@@ -24,7 +24,7 @@ def site_from_hook_name(hook_name: str | None) -> str | None:
     match = SITE_PATTERN.match(hook_name.strip())
     if match is None:
         return hook_name
-    return f"blocks.{match.group(1)}.{match.group(2)}"
+    return f"{match['tower'] + '.' if match['tower'] == 'text' else ''}blocks.{match['layer']}.{match['kind']}"
 
 
 def site_from_foreign_hook(hook_name: str | None, where: str | Path) -> str | None:
@@ -40,6 +40,7 @@ def site_from_foreign_hook(hook_name: str | None, where: str | Path) -> str | No
 def hook_name_from_site(site: str) -> str:
     """`blocks.{l}.resid_post` → `blocks.{l}.hook_resid_post` (the TransformerLens / Prisma / SAELens name)."""
     match = SITE_PATTERN.match(site.strip())
-    if match is None:
-        raise ValueError(f"site {site!r} has no TransformerLens hook name; expected 'blocks.<layer>.<kind>'")
-    return f"blocks.{match.group(1)}.hook_{match.group(2)}"
+    if match is None or match["tower"] == "text":
+        raise ValueError(f"site {site!r} has no TransformerLens hook name; expected 'blocks.<layer>.<kind>' "
+                         "(a vision site)")
+    return f"blocks.{match['layer']}.hook_{match['kind']}"

@@ -9,6 +9,9 @@ single-feature edit is rank one, what makes the fast steering paths possible.
 
 - `DirectionSet(W)`: arbitrary directions (rows of W); codes are projections x·Wᵀ. With W = I these
   are the base model's neurons (residual basis directions): clamping neuron j sets x[..., j] = α.
+- `LayerNormedDirections(W)`: the same directions read and clamped in layer-normed units, as an SAE
+  with `layer_norm` input normalisation reads its features: codes are x̃·Wᵀ with x̃ = (x − μ)/(σ + ε),
+  and a code change t moves x by σ·t·w. With W = I: neurons in the SAE's units.
 - `SAEDictionary(sae)`: an SAE's features (see clipsteer.steer.sae_adapter).
 """
 
@@ -18,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from clipsteer.sae.normalization import LAYER_NORM_EPS
 
 
 @runtime_checkable
@@ -73,6 +78,35 @@ class DirectionSet:
 
     def reconstruct(self, x: Tensor, f: Tensor) -> Tensor:
         return f @ self.weight.to(f)
+
+
+class LayerNormedDirections(DirectionSet):
+    """Unit directions W [n, d] in layer-normed units: codes (x − μ)/(σ + ε)·Wᵀ, scale σ (per token).
+
+    μ, σ are the mean and unbiased std over d, the convention of `clipsteer.sae.normalization`, so a
+    clamp of α here is a clamp of α in the same units as a layer-normed SAE's feature.
+    """
+
+    @staticmethod
+    def _stats(x: Tensor) -> tuple[Tensor, Tensor]:
+        mu = x.mean(dim=-1, keepdim=True)
+        return mu, (x - mu).std(dim=-1, keepdim=True)
+
+    @classmethod
+    def neurons(cls, d_model: int, device: torch.device | str = "cpu") -> LayerNormedDirections:
+        return cls(torch.eye(d_model, device=device))
+
+    def codes(self, x: Tensor) -> Tensor:
+        _check_width(x, self.d_in)
+        mu, sigma = self._stats(x)
+        return ((x - mu) / (sigma + LAYER_NORM_EPS)) @ self.weight.to(x).T
+
+    def scale(self, x: Tensor) -> Tensor:
+        return self._stats(x)[1]
+
+    def reconstruct(self, x: Tensor, f: Tensor) -> Tensor:
+        mu, sigma = self._stats(x)
+        return (f @ self.weight.to(f)) * sigma + mu
 
 
 def _check_width(x: Tensor, d_in: int) -> None:

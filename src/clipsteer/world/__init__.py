@@ -26,6 +26,12 @@ background (2×2 groups), attribute (2×2 groups), typographic (clean / attacked
 Datasets: `WorldDataset(task, split, variant, n)` implements the ImageDataset protocol and `.arrays()`;
 `clipsteer.data.open_dataset("world:typographic/test/attacked")` opens one from a spec string.
 
+Concepts: `clipsteer.world.concepts` generates the world's caption-phrase vocabulary (each phrase with the
+factors it names) from the caption grammar; `WorldDataset.concept_vocabulary()` / `concept_labels()` /
+`captions()` hand it, the matching factor labels and the captions to generic code (steerability, the
+sparsity study) through the `ConceptAnnotated` / `Captioned` protocols, without those packages importing
+the world.
+
 Toy CLIP: `clipsteer.world.toy_clip` (HF CLIPModel config, word-level tokenizer, checkpoint layout),
 trained by `clipsteer world train-clip`, evaluated by `clipsteer world evaluate`; the trained checkpoint
 ships in `clipsteer/assets/toy_clip` (`SHIPPED_CHECKPOINT`) with its world version and fingerprint.

@@ -20,6 +20,7 @@ WORD_PHRASES = ("with the word", "that says", "labeled", "with the text")
 TEMPLATE_WORDS = ("a", "an", "photo", "picture", "image", "of", "on", "the", "with", "word", "that", "says",
                   "labeled", "text", "sign")
 VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + SIZES + COLOUR_NAMES + SHAPES + FAMILIES
+TEXT_ONLY_TEMPLATES = ("the word {word}", "a sign that says {word}", "text that says {word} on the {family}")
 CONTEXT_LENGTH = 16  # tokens including <bos> and <eos>; the longest caption needs 16
 
 
@@ -27,9 +28,18 @@ def _article(next_word: str) -> str:
     return "an" if next_word[0] in "aeiou" else "a"
 
 
-def _object_phrase(prefix: str, words: list[str]) -> str:
+def object_phrase(words: list[str], prefix: str = "") -> str:
+    """"[prefix] a|an WORDS", e.g. ["big", "red", "star"] → "a big red star"."""
     head = f"{_article(words[0])} {' '.join(words)}"
     return f"{prefix} {head}".strip()
+
+
+def on_background(text: str, family: str) -> str:
+    return f"{text} on the {family}"
+
+
+def with_word(text: str, word: str, phrase: str = WORD_PHRASES[0]) -> str:
+    return f"{text} {phrase} {word}"
 
 
 def size_word(scene: Scene, world_config: WorldConfig) -> str:
@@ -45,8 +55,8 @@ def caption(scene: Scene, world_config: WorldConfig) -> tuple[str, frozenset[str
     if scene.shape is None:
         assert word is not None, "a text-only scene must carry a word"
         if rng.random() < world_config.p_text_only_as_object:
-            return _object_phrase(prefix, [word]), frozenset({"word"})
-        options = (f"the word {word}", f"a sign that says {word}", f"text that says {word} on the {family}")
+            return object_phrase([word], prefix), frozenset({"word"})
+        options = tuple(t.format(word=word, family=family) for t in TEXT_ONLY_TEMPLATES)
         choice = int(rng.integers(len(options)))
         return options[choice], frozenset({"word", "background"} if choice == 2 else {"word"})
     mentions = {"shape"}
@@ -57,11 +67,11 @@ def caption(scene: Scene, world_config: WorldConfig) -> tuple[str, frozenset[str
     if rng.random() < world_config.p_caption_size:
         words.insert(0, size_word(scene, world_config))
         mentions.add("size")
-    text = _object_phrase(prefix, words)
+    text = object_phrase(words, prefix)
     if rng.random() < world_config.p_caption_background:
-        text += f" on the {family}"
+        text = on_background(text, family)
         mentions.add("background")
     if word is not None and (word != scene.shape or rng.random() < world_config.p_caption_matching_word):
-        text += f" {WORD_PHRASES[int(rng.integers(len(WORD_PHRASES)))]} {word}"
+        text = with_word(text, word, WORD_PHRASES[int(rng.integers(len(WORD_PHRASES)))])
         mentions.add("word")
     return text, frozenset(mentions)

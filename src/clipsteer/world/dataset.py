@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 class WorldDataset:
     """`n` items of one task/split/variant of the world; images render on demand, deterministically.
 
-    Implements `LabelledDataset` (class = the object's shape; −1 on text-only images) and
-    `FactorAnnotated` (ground-truth factors per image and per patch) from `clipsteer.data.protocol`.
+    Implements `LabelledDataset` (class = the object's shape; −1 on text-only images), `FactorAnnotated`
+    (ground-truth factors per image and per patch), `ConceptAnnotated` (the caption-phrase vocabulary and its
+    factor labels) and `Captioned` from `clipsteer.data.protocol`.
     """
 
     class_names = SHAPES
@@ -98,6 +99,22 @@ class WorldDataset:
         from clipsteer.world.factor_labels import patch_factors
 
         return patch_factors(self.arrays(start, stop))
+
+    def captions(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """The captions of items [start, stop) (`Captioned`: what the toy CLIP's text tower was trained on)."""
+        return list(self.arrays(start, stop).captions)
+
+    def concept_vocabulary(self) -> list[tuple[str, frozenset[str]]]:
+        """The world's caption phrases with the factors each names (`ConceptAnnotated`; `world.concepts`)."""
+        from clipsteer.world.concepts import phrase_vocabulary
+
+        return phrase_vocabulary()
+
+    def concept_labels(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """{factor name: bool [stop − start]} for items [start, stop), every name the phrases use."""
+        from clipsteer.world.concepts import concept_labels
+
+        return concept_labels(self.arrays(start, stop))
 
 
 @functools.lru_cache(maxsize=16)
