@@ -13,6 +13,11 @@ statistics and the RNG state, and restarts the stream at the checkpoint's batch,
 equal those of an uninterrupted run. Fresh runs initialise each SAE from a seeded generator, then read
 `init_samples` rows from the start of the stream to set b_dec (geometric median by default, in the
 SAE's normalised space) and, for `constant_scale`, the input scale.
+
+Data-parallel training (`clipsteer.sae.distributed`) changes only what is injected: a `RankSlice` source
+(this rank's rows of each global batch), and a `Sync` that the updaters use and that decides who writes:
+the run folder, checkpoints, metrics and final SAEs are written by rank 0 only, every rank resumes from
+the same checkpoint, and the initial weights are rank 0's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from clipsteer.sae.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from clipsteer.sae.distributed import LOCAL, Sync
 from clipsteer.sae.geometric_median import geometric_median
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.metrics_log import JsonlSink, MetricsSink, check_extra_sinks, open_extra_sinks
@@ -44,7 +50,7 @@ from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.sae.normalization import estimate_input_scale
 from clipsteer.sae.recipe import NON_SEMANTIC_FIELDS, SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import cosine_with_warmup
-from clipsteer.sae.source import BatchSource
+from clipsteer.sae.source import BatchSource, rows_per_batch, whole_stream
 from clipsteer.sae.updater import SAEUpdater
 
 
@@ -66,7 +72,10 @@ def _jsonify(value: Any) -> Any:
 
 class Trainer:
     def __init__(self, recipes: Sequence[SAERecipe], source: BatchSource, config: TrainerConfig,
-                 run_dir: str | Path | None = None, extra: dict[str, Any] | None = None) -> None:
+                 run_dir: str | Path | None = None, extra: dict[str, Any] | None = None, *,
+                 saes_dir: str | Path | None = None, sync: Sync = LOCAL) -> None:
+        """run_dir: the run folder (None: nothing is written); saes_dir: where the final SAEs go (default
+        run_dir/saes); sync: the data-parallel group this trainer is one rank of (default: none)."""
         if not recipes:
             raise ValueError("Trainer: no SAE recipes given")
         names = [r.name for r in recipes]
@@ -82,6 +91,11 @@ class Trainer:
         self.source = source
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.saes_dir = Path(saes_dir) if saes_dir is not None else (
+            self.run_dir / "saes" if self.run_dir is not None else None)
+        self.sync = sync
+        self.writes = self.run_dir is not None and sync.rank.is_main
+        """Whether this process writes the run folder (rank 0 of a data-parallel group)."""
         self.extra = dict(extra or {})
         self.history: list[dict[str, Any]] = []  # every logged metrics row, also when run_dir is None
 
@@ -104,14 +118,14 @@ class Trainer:
         for recipe in self.recipes:
             generator = torch.Generator().manual_seed(self.config.seed)
             sae = SparseAutoencoder(recipe.sae, generator=generator, device=self.config.device)
-            updaters.append(SAEUpdater(recipe, sae, self.config))
+            updaters.append(SAEUpdater(recipe, sae, self.config, self.sync))
         return updaters
 
     @torch.no_grad()
     def _initialise(self, updaters: list[SAEUpdater]) -> None:
         config = self.config
         n_batches = math.ceil(config.init_samples / config.tokens_per_batch)
-        stream = self.source.batches(config.tokens_per_batch, config.seed, 0)
+        stream = whole_stream(self.source).batches(config.tokens_per_batch, config.seed, 0)
         try:
             rows = list(itertools.islice(stream, n_batches))
         finally:
@@ -129,6 +143,7 @@ class Trainer:
             elif config.b_dec_init == "mean":
                 sae.b_dec.copy_(x_norm.mean(dim=0))
             sae.set_decoder_unit_norm_()
+            self.sync(list(sae.state_dict().values()), "from_main")  # ranks start from identical weights
 
     def _prepare_run_dir(self, resume: bool) -> None:
         assert self.run_dir is not None
@@ -161,16 +176,18 @@ class Trainer:
         fingerprint = self.fingerprint()
         start = 0
         checkpoint = None
-        if self.run_dir is not None:
+        if self.writes:
             self._prepare_run_dir(resume)
-            checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints") if resume else None
+        if self.run_dir is not None and resume:
+            checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints")
         if checkpoint is not None:
             restore_checkpoint(checkpoint, updaters, fingerprint)
             start = checkpoint.step
         else:
             self._initialise(updaters)
         sinks: list[MetricsSink] = []
-        if self.run_dir is not None:
+        if self.writes:
+            assert self.run_dir is not None
             JsonlSink.truncate_after(self.run_dir / "metrics.jsonl", start)
             sinks.append(JsonlSink(self.run_dir / "metrics.jsonl"))
             sinks += open_extra_sinks(config.loggers, self.run_dir, config.wandb_project, self.describe())
@@ -180,17 +197,20 @@ class Trainer:
         finally:
             for sink in sinks:
                 sink.close()
-        if self.run_dir is not None and end == total:
+        if self.writes and end == total:
+            assert self.saes_dir is not None
             for updater in updaters:
-                save_sae(updater.sae, self.run_dir / "saes" / updater.name)
+                save_sae(updater.sae, self.saes_dir / updater.name)
+        self.sync.barrier()  # the SAEs exist on disk when run() returns on any rank
         return {u.name: u.sae.folded().eval() for u in updaters}
 
     def _loop(self, updaters: list[SAEUpdater], sinks: list[MetricsSink], start: int, end: int, total: int,
               fingerprint: str) -> None:
         config = self.config
-        expected = (config.tokens_per_batch, self.source.d_in)
+        expected = (rows_per_batch(self.source, config.tokens_per_batch), self.source.d_in)
         stream = self.source.batches(config.tokens_per_batch, config.seed, start)
-        bar = tqdm(total=total, initial=start, disable=not config.progress, desc="train SAE", unit="step",
+        bar = tqdm(total=total, initial=start, disable=not (config.progress and self.sync.rank.is_main),
+                   desc="train SAE", unit="step",
                    dynamic_ncols=True)
         last_time, last_step = time.perf_counter(), start
         try:
@@ -220,7 +240,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{first['loss']:.4g}", l0=f"{first['l0']:.1f}",
                                     ev=f"{first['explained_variance']:.3f}")
                 done = step + 1
-                if self.run_dir is not None and (done % config.checkpoint_every == 0 or done == end):
+                if self.writes and (done % config.checkpoint_every == 0 or done == end):
+                    assert self.run_dir is not None
                     save_checkpoint(self.run_dir / "checkpoints", done, updaters, fingerprint)
                     prune_checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints)
         finally:

@@ -1,0 +1,213 @@
+"""Scaling out on torch.distributed: the one module that makes collective calls.
+
+Launch any command under `torchrun` (`torchrun --nproc-per-node 2 -m clipsteer train ...`); each process
+reads its place from torchrun's environment (`Rank.from_env`). Without a launcher the rank is `Rank()`
+(index 0 of a world of one), no process group is created and every collective below is a no-op, so
+single-process runs behave exactly as before.
+
+- `process_group(device)`: creates (and later destroys) the default process group when the process was
+  started by torchrun: backend `nccl` for CUDA devices, `gloo` otherwise (picked automatically).
+- `recipes_for(rank, recipes)`: "recipes" mode spreads a sweep's SAEs across ranks; no communication.
+- `RankSlice`: "data" mode's BatchSource: this rank's rows of every global batch of the shared stream.
+- `Sync`: the collectives the trainer, updater, objectives and firing statistics need (mean / sum of
+  tensors, a broadcast from rank 0, a barrier), injected into them; `LOCAL` is the world of one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from clipsteer.sae.source import BatchSource
+
+Mode = Literal["none", "recipes", "data"]
+Backend = Literal["auto", "nccl", "gloo"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """How a command launched by torchrun shares its work (nested as `--dist.*`)."""
+
+    mode: Mode = "none"
+    """recipes: the SAEs of a sweep are spread across ranks (no communication); data: every SAE is trained
+    data-parallel (each rank reads its slice of every global batch, gradients averaged). none: a single
+    process (an error under a multi-process launch)."""
+    backend: Backend = "auto"
+    """Process-group backend: auto picks nccl for CUDA devices and gloo on CPU."""
+    timeout_s: float = 1800.0
+    """How long a collective waits for the other ranks before failing."""
+
+
+class DistributedError(RuntimeError):
+    """A launch that cannot work: an unknown backend, a mode that does not fit the world size."""
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in the job: `index` in [0, world); `local` is its index on this node."""
+
+    index: int = 0
+    world: int = 1
+    local: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.world or self.local < 0:
+            raise DistributedError(f"Rank(index={self.index}, world={self.world}, local={self.local}): expected "
+                                   "0 <= index < world and local >= 0")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes what the job writes once (checkpoints, metrics, metadata)."""
+        return self.index == 0
+
+    @classmethod
+    def from_env(cls) -> Rank:
+        """The rank torchrun set (RANK, WORLD_SIZE, LOCAL_RANK); Rank() when the variables are absent."""
+        if "WORLD_SIZE" not in os.environ:
+            return cls()
+        try:
+            return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+        except (KeyError, ValueError) as error:
+            raise DistributedError(f"torchrun environment unreadable ({error}): WORLD_SIZE is set but RANK / "
+                                   "LOCAL_RANK are missing or not integers") from None
+
+
+def pick_backend(device: str, backend: Backend = "auto") -> str:
+    """nccl for CUDA devices, gloo otherwise (auto); an explicit choice is checked against the device."""
+    cuda = torch.device(device).type == "cuda"
+    if backend == "auto":
+        return "nccl" if cuda else "gloo"
+    if backend == "nccl" and not cuda:
+        raise DistributedError(f"--dist.backend nccl needs a CUDA device, not device={device!r}; use gloo or auto")
+    if backend not in ("nccl", "gloo"):
+        raise DistributedError(f"--dist.backend {backend!r}: expected auto, nccl or gloo")
+    return backend
+
+
+@contextmanager
+def process_group(device: str = "cpu", backend: Backend = "auto", timeout_s: float = 1800.0) -> Iterator[Rank]:
+    """Join torchrun's job for the duration of the block and yield this process's Rank.
+
+    Started without torchrun (or with a world of one) it creates nothing and yields Rank(). With nccl each
+    process uses the GPU of its local rank (so a config's plain "cuda" means this rank's GPU). A group
+    that already exists (made by the caller) is used as it is and left alone.
+    """
+    rank = Rank.from_env()
+    if rank.world == 1 or dist.is_initialized():
+        yield rank
+        return
+    chosen = pick_backend(device, backend)
+    if chosen == "nccl":
+        torch.cuda.set_device(rank.local)
+    dist.init_process_group(chosen, timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        yield rank
+    finally:
+        dist.destroy_process_group()
+
+
+def recipes_for(rank: Rank, recipes: Sequence[T]) -> list[T]:
+    """The recipes rank `rank` trains in "recipes" mode: every world-th one, starting at its index."""
+    return list(recipes[rank.index::rank.world])
+
+
+# ----- collectives ---------------------------------------------------------------------------------------------
+SyncOp = Literal["mean", "sum", "from_main"]
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Collectives over all ranks of the job, in place; every call is a no-op in a world of one.
+
+    Every rank must make the same calls in the same order (the trainer's steps guarantee it).
+    """
+
+    rank: Rank = Rank()
+
+    @property
+    def world(self) -> int:
+        return self.rank.world
+
+    def __call__(self, tensors: Sequence[Tensor], op: SyncOp = "mean") -> None:
+        """Replace each tensor by its mean or sum over ranks, or by rank 0's value ("from_main")."""
+        if self.rank.world == 1 or not tensors:
+            return
+        if op == "from_main":
+            for tensor in tensors:
+                dist.broadcast(tensor, src=0)
+            return
+        if op not in ("mean", "sum"):
+            raise ValueError(f"Sync: unknown op {op!r}; expected mean, sum or from_main")
+        # One collective per dtype and device: a flat buffer, reduced, copied back.
+        groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+        for tensor in tensors:
+            groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
+        for group in groups.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)  # gloo has no AVG
+            if op == "mean":
+                flat /= self.rank.world
+            offset = 0
+            for t in group:
+                t.copy_(flat[offset:offset + t.numel()].view_as(t))
+                offset += t.numel()
+
+    def row_mean(self, x: Tensor) -> Tensor:
+        """Mean over the rows of the global batch, [1, d] for x [n, d] (every rank holds n rows); detached."""
+        mean = x.detach().mean(dim=0, keepdim=True)
+        self([mean], "mean")
+        return mean
+
+    def total(self, value: Tensor) -> Tensor:
+        """A detached scalar summed over ranks."""
+        value = value.detach().clone()
+        self([value], "sum")
+        return value
+
+    def barrier(self) -> None:
+        if self.rank.world > 1:
+            dist.barrier()
+
+
+LOCAL = Sync()
+
+
+class RankSlice:
+    """A BatchSource yielding this rank's share of each global batch: rows [r·B/W, (r+1)·B/W) of batch k.
+
+    `batches(batch_size, ...)` takes the GLOBAL batch size; every rank reads the same shared stream
+    (`parent`) and keeps its rows, so W ranks together see exactly the batches one process would.
+    """
+
+    def __init__(self, parent: BatchSource, rank: Rank) -> None:
+        self.parent = parent
+        self.rank = rank
+        self.d_in = parent.d_in
+
+    def rows_per_batch(self, batch_size: int) -> int:
+        if batch_size % self.rank.world:
+            raise DistributedError(f"data-parallel training: the global batch of {batch_size} rows does not split "
+                                   f"evenly over {self.rank.world} ranks; choose a --trainer.tokens-per-batch divisible "
+                                   f"by {self.rank.world}")
+        return batch_size // self.rank.world
+
+    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        share = self.rows_per_batch(batch_size)
+        lo = self.rank.index * share
+        stream = self.parent.batches(batch_size, seed, start)
+        try:
+            for batch in stream:
+                yield batch[lo:lo + share]
+        finally:
+            close = getattr(stream, "close", None)
+            if callable(close):
+                close()
