@@ -11,6 +11,10 @@ Protocol (what makes resume exact):
 - `metadata.json` is written with `"complete": false` when the store is created and rewritten with
   `"complete": true` by `finish()`, after the last (possibly short) shard. Then progress.json goes.
 Memory is bounded by one shard buffer plus the chunk being added.
+
+A *part* writer (`StoreWriter.open_part`, used by a multi-rank harvest, see parts.py) writes the same way
+into one rank's `part_NNNNN/` folder, for the images [first_image, stop_image) only; its rows are numbered
+from 0 within the part, and `finish()` records the part in `part.json` instead of `metadata.json`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import Tensor
 from clipsteer.activations.format import (
     INDEX_DTYPE,
     METADATA_FILE,
+    PART_FILE,
     PROGRESS_FILE,
     TORCH_DTYPES,
     VALUE_DTYPE,
@@ -70,15 +75,45 @@ class Progress:
         return progress
 
 
+@dataclass(frozen=True)
+class PartRecord:
+    """`part.json`: a finished part of a multi-rank store (one rank's images [first_image, stop_image))."""
+
+    fingerprint: str
+    first_image: int
+    stop_image: int
+    n_rows: int
+    n_images: int
+    n_shards: int
+    skipped: tuple[SkippedImage, ...]
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "skipped": [dataclasses.asdict(s) for s in self.skipped]}
+
+    @classmethod
+    def read(cls, path: Path) -> PartRecord:
+        try:
+            obj = json.loads(path.read_text())
+            skipped = tuple(SkippedImage(int(s["index"]), str(s["name"]), str(s["error"])) for s in obj["skipped"])
+            return cls(str(obj["fingerprint"]), *(int(obj[k]) for k in ("first_image", "stop_image", "n_rows",
+                                                                         "n_images", "n_shards")), skipped)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise StoreError(f"{path}: unreadable part record ({type(err).__name__}: {err}); delete {path.parent} "
+                             "and rerun the harvest to redo that part") from err
+
+
 class StoreWriter:
     """Writes one store. Use `StoreWriter.open(directory, spec)`; then `add(...)` chunks; then `finish(...)`."""
 
-    def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool):
+    def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool,
+                 images: tuple[int, int] | None = None):
         self.directory = directory
         self.spec = spec
         self.fingerprint = spec.fingerprint()
         self.progress = progress
         self.complete = complete
+        self.is_part = images is not None
+        self.first_image, self.stop_image = images if images is not None else (0, spec.n_images_requested)
         self._values = np.empty((spec.shard_rows, spec.d_model), dtype=VALUE_DTYPE)
         self._index = np.empty((spec.shard_rows, 2), dtype=INDEX_DTYPE)
         self._fill = 0   # rows buffered in the current (incomplete) shard
@@ -106,6 +141,10 @@ class StoreWriter:
             if meta.complete:
                 return cls(directory, spec, Progress(meta.n_shards, spec.n_images_requested, meta.n_rows,
                                                      meta.skipped), complete=True)
+            if meta.parts:
+                raise StoreError(f"{directory} holds a harvest started by {len(meta.parts)} ranks under torchrun; "
+                                 f"resume it with `torchrun --nproc-per-node {len(meta.parts)} -m clipsteer harvest "
+                                 f"...` (same arguments), or delete {directory} to start over")
             progress_path = directory / PROGRESS_FILE
             progress = Progress.read(progress_path, meta.fingerprint) if progress_path.is_file() else Progress()
             writer = cls(directory, spec, progress, complete=False)
@@ -119,9 +158,35 @@ class StoreWriter:
         writer._write_metadata(complete=False, n_rows=0, n_images=0, n_shards=0, skipped=())
         return writer
 
+    @classmethod
+    def open_part(cls, directory: Path, spec: StoreSpec, first_image: int, stop_image: int) -> StoreWriter:
+        """Create or resume the part folder of one rank (images [first_image, stop_image)); the store's
+        metadata.json, one level up, has already been checked against `spec` by the caller."""
+        directory = Path(directory)
+        images = (first_image, stop_image)
+        record_path = directory / PART_FILE
+        if record_path.is_file():
+            record = PartRecord.read(record_path)
+            if (record.fingerprint, record.first_image, record.stop_image) != (spec.fingerprint(), *images):
+                raise StoreMismatchError(f"{record_path} records images [{record.first_image}, {record.stop_image}) "
+                                         f"of harvest {record.fingerprint}, not [{first_image}, {stop_image}) of "
+                                         f"{spec.fingerprint()}; delete {directory.parent} to start over")
+            return cls(directory, spec, Progress(record.n_shards, stop_image, record.n_rows, record.skipped),
+                       complete=True, images=images)
+        progress_path = directory / PROGRESS_FILE
+        if progress_path.is_file():
+            writer = cls(directory, spec, Progress.read(progress_path, spec.fingerprint()), complete=False,
+                         images=images)
+            writer._remove_stray_files()
+            return writer
+        directory.mkdir(parents=True, exist_ok=True)
+        writer = cls(directory, spec, Progress(resume_image=first_image), complete=False, images=images)
+        writer._remove_stray_files()
+        return writer
+
     def _remove_stray_files(self) -> None:
         """Shards beyond the recorded progress (written just before a kill) and temp files are discarded."""
-        keep = {METADATA_FILE, PROGRESS_FILE}
+        keep = {PROGRESS_FILE} if self.is_part else {METADATA_FILE, PROGRESS_FILE}
         keep |= {shard_file(i) for i in range(self.progress.n_shards)}
         keep |= {index_file(i) for i in range(self.progress.n_shards)}
         for path in self.directory.iterdir():
@@ -198,7 +263,7 @@ class StoreWriter:
 
     def finish(self, n_images: int, skipped: Sequence[SkippedImage]) -> StoreMetadata:
         """Write the last (short) shard and mark the store complete. n_images: harvested images."""
-        assert not self.complete, f"{self.directory}: store is already complete"
+        assert not self.complete and not self.is_part, f"{self.directory}: store is complete, or a part"
         n_rows = self.position
         if n_rows == 0:
             raise StoreError(f"{self.directory}: no rows to store (every image was skipped?)")
@@ -210,6 +275,22 @@ class StoreWriter:
         fsync_dir(self.directory)
         self.complete = True
         return meta
+
+    def finish_part(self, n_images: int, skipped: Sequence[SkippedImage]) -> PartRecord:
+        """Write the part's last (short) shard and its part.json (a part may hold no rows at all)."""
+        assert self.is_part and not self.complete, f"{self.directory}: not an unfinished part"
+        n_rows = self.position
+        if self._fill:
+            self._write_shard((self.stop_image, n_rows), skipped)
+        record = PartRecord(self.fingerprint, self.first_image, self.stop_image, n_rows, n_images,
+                            self.progress.n_shards, tuple(sorted(skipped, key=lambda s: s.index)))
+        assert record.n_rows == n_images * self.spec.n_tokens_per_image
+        assert n_images + len(record.skipped) == self.stop_image - self.first_image
+        atomic_write_json(self.directory / PART_FILE, record.to_json())
+        (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        self.complete = True
+        return record
 
     def _write_metadata(self, complete: bool, n_rows: int, n_images: int, n_shards: int,
                         skipped: tuple[SkippedImage, ...]) -> StoreMetadata:
