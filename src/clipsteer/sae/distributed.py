@@ -11,13 +11,16 @@ single-process runs behave exactly as before.
 - `RankSlice`: "data" mode's BatchSource: this rank's rows of every global batch of the shared stream.
 - `Sync`: the collectives the trainer, updater, objectives and firing statistics need (mean / sum of
   tensors, a broadcast from rank 0, a barrier), injected into them; `LOCAL` is the world of one.
+- `run_local(fn, world, *args)`: torchrun's environment for `world` processes on this machine, without
+  torchrun (tests, benchmarks): each process runs `fn(*args)`, which joins with `process_group`.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -211,3 +214,21 @@ class RankSlice:
             close = getattr(stream, "close", None)
             if callable(close):
                 close()
+
+
+def run_local(fn: Callable[..., object], world: int, *args: object) -> None:
+    """Run `fn(*args)` in `world` fresh processes on this machine, with the environment torchrun would set
+    (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). `fn` must be importable (module level).
+    Returns when all have finished; if one fails, the others are stopped and the error is raised here."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.start_processes(_run_as_rank, args=(fn, world, port, args), nprocs=world, start_method="spawn", join=True)
+
+
+def _run_as_rank(index: int, fn: Callable[..., object], world: int, port: int, args: tuple) -> None:
+    os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    fn(*args)

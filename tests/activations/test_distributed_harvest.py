@@ -1,0 +1,113 @@
+"""Harvest on 2 gloo ranks (CPU processes): a rank dies mid-part, the job is rerun with torchrun through
+`python -m clipsteer harvest`, and the store equals a single-process harvest row for row (and, being cut
+into parts in rank order, in the same order)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from activation_helpers import make_image_folder
+
+import clipsteer
+from clipsteer.activations import ActivationStore, StoreError
+from clipsteer.activations.format import PART_FILE, PROGRESS_FILE
+from clipsteer.activations.harvest import harvest_dataset
+from clipsteer.activations.parts import plan_parts
+from clipsteer.data import ImageFolder
+from clipsteer.models.backbone import Backbone
+from clipsteer.models.testing import tiny_backbone
+from clipsteer.sae.distributed import Sync, process_group, run_local
+
+SITES = ["blocks.1.resid_post", "blocks.2.resid_post"]
+SETTINGS = dict(batch_size=4, shard_rows=30, workers=0, progress=False)
+CORRUPT = (5, 17)
+
+
+class DiesAt:
+    """The dataset, except that loading image `index` kills the process (a rank lost mid-part)."""
+
+    def __init__(self, dataset: ImageFolder, index: int) -> None:
+        self.dataset, self.index = dataset, index
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def load(self, i: int):
+        if i == self.index:
+            os._exit(17)
+        return self.dataset.load(i)
+
+    def fingerprint(self) -> str:
+        return self.dataset.fingerprint()
+
+    def name(self, i: int) -> str:
+        return self.dataset.name(i)
+
+
+def harvest_as_rank(model: Path, images: Path, out: Path, dies_at: int) -> None:
+    torch.set_num_threads(1)
+    with process_group() as rank:
+        dataset = ImageFolder(images)
+        harvest_dataset(Backbone.from_pretrained(model), DiesAt(dataset, dies_at) if rank.index == 1 else dataset,
+                        SITES, out, dataset_spec=str(images), sync=Sync(rank), **SETTINGS)
+
+
+def rows_by_index(store: ActivationStore) -> tuple[np.ndarray, torch.Tensor]:
+    index = store.read_index(0, store.n_rows)
+    order = np.lexsort((index[:, 1], index[:, 0]))
+    return index[order], store.read_raw(0, store.n_rows)[torch.from_numpy(order)]
+
+
+def test_plan_gives_each_rank_whole_batches_in_order() -> None:
+    assert plan_parts(22, 4, 2) == [(0, 12), (12, 22)]
+    assert plan_parts(22, 4, 4) == [(0, 4), (4, 12), (12, 16), (16, 22)]
+    assert plan_parts(3, 4, 2) == [(0, 0), (0, 3)]   # a rank may have nothing to do
+
+
+def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(tmp_path: Path) -> None:
+    model = tiny_backbone(seed=0).save_pretrained(tmp_path / "model")
+    images = make_image_folder(tmp_path / "images", 22, corrupt=CORRUPT)
+    torch.set_num_threads(1)  # the ranks compute with one thread each; so does the reference
+    reference = harvest_dataset(Backbone.from_pretrained(model), ImageFolder(images), SITES, tmp_path / "single",
+                                dataset_spec=str(images), **SETTINGS)
+
+    out = tmp_path / "ranks"
+    with pytest.raises(Exception, match="exit code 17"):  # rank 1 dies at image 20, after its first shard
+        run_local(harvest_as_rank, 2, model, images, out, 20)
+    for site in SITES:
+        with pytest.raises(StoreError, match="incomplete"):
+            ActivationStore.open(out / site)
+        assert json.loads((out / site / "part_00001" / PROGRESS_FILE).read_text())["n_shards"] == 3
+        with pytest.raises(StoreError, match="--nproc-per-node 2"):  # not resumable by one process
+            harvest_dataset(Backbone.from_pretrained(model), ImageFolder(images), SITES, out,
+                            dataset_spec=str(images), **SETTINGS)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(clipsteer.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "clipsteer", "harvest", "--sites", *SITES, "--out", str(out), "--model", str(model), "--dataset",
+               str(images), "--batch-size", "4", "--shard-rows", "30", "--workers", "0"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming at image 16/22" in done.stdout + done.stderr   # rank 1 resumed its part
+
+    for site in SITES:
+        single, parted = ActivationStore.open(reference[site]), ActivationStore.open(out / site)
+        assert parted.meta.format_version == 2 and single.meta.format_version == 1
+        assert (parted.meta.fingerprint, parted.n_rows, parted.n_images) == (single.meta.fingerprint,
+                                                                             single.n_rows, single.n_images)
+        assert parted.meta.skipped == single.meta.skipped and [s.index for s in parted.meta.skipped] == list(CORRUPT)
+        assert all((out / site / part / PART_FILE).is_file() for part in ("part_00000", "part_00001"))
+        (index_a, rows_a), (index_b, rows_b) = rows_by_index(single), rows_by_index(parted)
+        assert np.array_equal(index_a, index_b)
+        assert torch.equal(rows_a.view(torch.int16), rows_b.view(torch.int16))   # bit for bit
+        # the parts in rank order are the single-process order itself
+        assert np.array_equal(single.read_index(0, single.n_rows), parted.read_index(0, parted.n_rows))
+        assert np.array_equal(single.image_indices(), parted.image_indices())
