@@ -17,19 +17,29 @@ import torch
 
 from clipsteer.activations.format import StoreSpec
 from clipsteer.activations.writer import StoreWriter
-from clipsteer.sae import SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig, load_sae
-from clipsteer.sae.commands import TrainConfig, train
+from clipsteer.sae import (
+    SAEConfig,
+    SAERecipe,
+    SparseAutoencoder,
+    TensorSource,
+    Trainer,
+    TrainerConfig,
+    load_sae,
+)
+from clipsteer.sae.commands import TrainConfig, _train, train
 from clipsteer.sae.distributed import (
     DistributedConfig,
     DistributedError,
     Rank,
     RankSlice,
     Sync,
+    pick_backend,
     process_group,
     recipes_for,
     run_local,
 )
 from clipsteer.sae.objectives import ObjectiveConfig
+from clipsteer.sae.updater import SAEUpdater
 
 D, T = 16, 4
 TRAINER = TrainerConfig(batch_size=64, total_tokens=64 * 10, lr=2e-3, lr_warmup_steps=2, init_samples=128,
@@ -194,3 +204,16 @@ def test_without_a_launcher_nothing_distributed_happens(monkeypatch: pytest.Monk
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(DistributedError, match="RANK"):
         Rank.from_env()
+
+
+def test_backend_follows_the_device_and_bad_launches_are_refused(tmp_path: Path) -> None:
+    assert pick_backend("cpu") == "gloo" and pick_backend("cuda:1") == "nccl" and pick_backend("cuda", "gloo") == "gloo"
+    with pytest.raises(DistributedError, match="needs a CUDA device"):
+        pick_backend("cpu", "nccl")
+    write_store(tmp_path / "store")
+    config = configs(tmp_path / "store", tmp_path / "out")["relu"]
+    with pytest.raises(DistributedError, match="--dist.mode is none"):
+        _train(replace(config, dist=DistributedConfig()), Rank(0, 2))
+    batchtopk = SAEConfig(d_in=D, d_sae=4 * D, architecture="batchtopk", k=2)
+    with pytest.raises(ValueError, match="batchtopk SAEs is not supported"):
+        SAEUpdater(SAERecipe("b", batchtopk), SparseAutoencoder(batchtopk), TRAINER, Sync(Rank(0, 2)))
