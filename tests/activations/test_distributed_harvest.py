@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from activation_helpers import make_image_folder
+from activation_helpers import labelled_rows, make_image_folder, make_spec, write_store
 
 import clipsteer
-from clipsteer.activations import ActivationStore, StoreError
-from clipsteer.activations.format import PART_FILE, PROGRESS_FILE
+from clipsteer.activations import ActivationStore, StoreError, StoreWriter, open_shuffled
+from clipsteer.activations.format import PART_FILE, PROGRESS_FILE, SkippedImage, part_directory
 from clipsteer.activations.harvest import harvest_dataset
-from clipsteer.activations.parts import plan_parts
+from clipsteer.activations.parts import begin_parted_store, finish_parted_store, plan_parts
 from clipsteer.data import ImageFolder
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.testing import tiny_backbone
@@ -111,3 +111,44 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
         # the parts in rank order are the single-process order itself
         assert np.array_equal(single.read_index(0, single.n_rows), parted.read_index(0, parted.n_rows))
         assert np.array_equal(single.image_indices(), parted.image_indices())
+
+
+def write_parts(directory: Path, spec, world: int, skip: tuple[int, ...]) -> None:
+    """A version-2 store written part by part, in one process, the way `world` ranks would."""
+    plan = plan_parts(spec.n_images_requested, spec.batch_size, world)
+    assert not begin_parted_store(directory, spec, plan)
+    t = spec.n_tokens_per_image
+    for rank, (first, stop) in enumerate(plan):
+        writer = StoreWriter.open_part(directory / part_directory(rank), spec, first, stop)
+        row, kept, skipped = 0, 0, []
+        for start in range(first, stop, spec.batch_size):
+            end = min(start + spec.batch_size, stop)
+            skipped += [SkippedImage(i, f"img{i}.png", "corrupt") for i in range(start, end) if i in skip]
+            kept_images = np.array([i for i in range(start, end) if i not in skip], dtype=np.int64)
+            rows = labelled_rows(kept_images, spec)
+            index = np.stack([np.repeat(kept_images, t), rows[:, 1].numpy()], axis=1).astype(np.int32)
+            writer.add(row, rows, index, start, end, skipped)
+            row, kept = row + len(rows), kept + len(kept_images)
+        writer.finish_part(kept, skipped)
+    finish_parted_store(directory, spec, plan)
+
+
+def test_a_store_in_parts_reads_like_the_single_process_store(tmp_path: Path) -> None:
+    spec = make_spec(n_images=10, batch_size=3, shard_rows=7)
+    write_store(tmp_path / "single", spec, skip=(4,))
+    write_parts(tmp_path / "parts", spec, 3, skip=(4,))
+    single, parted = ActivationStore.open(tmp_path / "single"), ActivationStore.open(tmp_path / "parts")
+    assert [p.stop_image for p in parted.meta.parts] == [3, 6, 10] and parted.n_shards > single.n_shards
+    assert torch.equal(parted.read(2, 40), single.read(2, 40))
+    assert np.array_equal(parted.read_index(0, parted.n_rows), single.read_index(0, single.n_rows))
+    assert np.array_equal(parted.image_indices(), single.image_indices())
+    epoch = next(open_shuffled(tmp_path / "parts", prefetch=False).batches(parted.n_rows, seed=0))
+    keys = lambda x: (x[:, 0] * 100 + x[:, 1]).sort().values  # noqa: E731  (image, token) of each row
+    assert torch.equal(keys(epoch), keys(single.read(0, single.n_rows)))   # every row once per epoch
+
+    meta_path = tmp_path / "parts" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["parts"][1]["stop_image"] = 7
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="parts cover images"):
+        ActivationStore.open(tmp_path / "parts")
