@@ -30,7 +30,7 @@ from clipsteer.sae.distributed import LOCAL, RankSlice, Sync, process_group, run
 
 
 def trainer_config(batch: int, steps: int) -> TrainerConfig:
-    return TrainerConfig(batch_size=batch, total_tokens=batch * steps, init_samples=batch, b_dec_init="mean",
+    return TrainerConfig(tokens_per_batch=batch, total_tokens=batch * steps, init_samples=batch, b_dec_init="mean",
                          log_every=10**6, progress=False)
 
 

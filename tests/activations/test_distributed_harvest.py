@@ -26,7 +26,7 @@ from clipsteer.models.testing import tiny_backbone
 from clipsteer.sae.distributed import Sync, process_group, run_local
 
 SITES = ["blocks.1.resid_post", "blocks.2.resid_post"]
-SETTINGS = dict(batch_size=4, shard_rows=30, workers=0, progress=False)
+SETTINGS = dict(images_per_batch=4, shard_rows=30, workers=0, progress=False)
 CORRUPT = (5, 17)
 
 
@@ -93,7 +93,7 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
                                                          os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                "clipsteer", "harvest", "--sites", *SITES, "--out", str(out), "--model", str(model), "--dataset",
-               str(images), "--batch-size", "4", "--shard-rows", "30", "--workers", "0"]
+               str(images), "--images-per-batch", "4", "--shard-rows", "30", "--workers", "0"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming at image 16/22" in done.stdout + done.stderr   # rank 1 resumed its part
@@ -115,14 +115,14 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
 
 def write_parts(directory: Path, spec, world: int, skip: tuple[int, ...]) -> None:
     """A version-2 store written part by part, in one process, the way `world` ranks would."""
-    plan = plan_parts(spec.n_images_requested, spec.batch_size, world)
+    plan = plan_parts(spec.n_images_requested, spec.images_per_batch, world)
     assert not begin_parted_store(directory, spec, plan)
     t = spec.n_tokens_per_image
     for rank, (first, stop) in enumerate(plan):
         writer = StoreWriter.open_part(directory / part_directory(rank), spec, first, stop)
         row, kept, skipped = 0, 0, []
-        for start in range(first, stop, spec.batch_size):
-            end = min(start + spec.batch_size, stop)
+        for start in range(first, stop, spec.images_per_batch):
+            end = min(start + spec.images_per_batch, stop)
             skipped += [SkippedImage(i, f"img{i}.png", "corrupt") for i in range(start, end) if i in skip]
             kept_images = np.array([i for i in range(start, end) if i not in skip], dtype=np.int64)
             rows = labelled_rows(kept_images, spec)
@@ -134,7 +134,7 @@ def write_parts(directory: Path, spec, world: int, skip: tuple[int, ...]) -> Non
 
 
 def test_a_store_in_parts_reads_like_the_single_process_store(tmp_path: Path) -> None:
-    spec = make_spec(n_images=10, batch_size=3, shard_rows=7)
+    spec = make_spec(n_images=10, images_per_batch=3, shard_rows=7)
     write_store(tmp_path / "single", spec, skip=(4,))
     write_parts(tmp_path / "parts", spec, 3, skip=(4,))
     single, parted = ActivationStore.open(tmp_path / "single"), ActivationStore.open(tmp_path / "parts")

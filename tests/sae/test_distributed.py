@@ -42,7 +42,7 @@ from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.updater import SAEUpdater
 
 D, T = 16, 4
-TRAINER = TrainerConfig(batch_size=64, total_tokens=64 * 10, lr=2e-3, lr_warmup_steps=2, init_samples=128,
+TRAINER = TrainerConfig(tokens_per_batch=64, total_tokens=64 * 10, lr=2e-3, lr_warmup_steps=2, init_samples=128,
                         dead_feature_window=2, feature_sampling_window=4, log_every=3, checkpoint_every=4,
                         progress=False, seed=3)
 
@@ -61,7 +61,7 @@ def write_store(directory: Path) -> None:
     data = sparse_rows()
     spec = StoreSpec(model_name="fake", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",
                      tokens="all", dtype="float16", d_model=D, n_tokens_per_image=T, first_token=0, shard_rows=96,
-                     dataset="fake", dataset_fingerprint="fp", n_images_requested=128, batch_size=16)
+                     dataset="fake", dataset_fingerprint="fp", n_images_requested=128, images_per_batch=16)
     writer = StoreWriter.open(directory, spec)
     images = np.arange(128)
     index = np.stack([np.repeat(images, T), np.tile(np.arange(T), 128)], axis=1).astype(np.int32)
@@ -147,8 +147,8 @@ class KilledAt(RankSlice):
         super().__init__(parent, rank)
         self.kill_at = kill_at
 
-    def batches(self, batch_size: int, seed: int, start: int = 0):
-        for step, batch in enumerate(super().batches(batch_size, seed, start), start):
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0):
+        for step, batch in enumerate(super().batches(tokens_per_batch, seed, start), start):
             if step == self.kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             yield batch

@@ -187,7 +187,7 @@ LOCAL = Sync()
 class RankSlice:
     """A BatchSource yielding this rank's share of each global batch: rows [r·B/W, (r+1)·B/W) of batch k.
 
-    `batches(batch_size, ...)` takes the GLOBAL batch size; every rank reads the same shared stream
+    `batches(tokens_per_batch, ...)` takes the GLOBAL batch (tokens_per_batch); every rank reads the same shared stream
     (`parent`) and keeps its rows, so W ranks together see exactly the batches one process would.
     """
 
@@ -196,17 +196,17 @@ class RankSlice:
         self.rank = rank
         self.d_in = parent.d_in
 
-    def rows_per_batch(self, batch_size: int) -> int:
-        if batch_size % self.rank.world:
-            raise DistributedError(f"data-parallel training: the global batch of {batch_size} rows does not split "
+    def rows_per_batch(self, tokens_per_batch: int) -> int:
+        if tokens_per_batch % self.rank.world:
+            raise DistributedError(f"data-parallel training: the global batch of {tokens_per_batch} rows does not split "
                                    f"evenly over {self.rank.world} ranks; choose a --trainer.tokens-per-batch divisible "
                                    f"by {self.rank.world}")
-        return batch_size // self.rank.world
+        return tokens_per_batch // self.rank.world
 
-    def batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
-        share = self.rows_per_batch(batch_size)
+    def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+        share = self.rows_per_batch(tokens_per_batch)
         lo = self.rank.index * share
-        stream = self.parent.batches(batch_size, seed, start)
+        stream = self.parent.batches(tokens_per_batch, seed, start)
         try:
             for batch in stream:
                 yield batch[lo:lo + share]

@@ -6,7 +6,7 @@ exact stream an uninterrupted run would have seen. The on-disk activation store'
 (`clipsteer.activations`) implements the same protocol.
 
 A source may yield only its share of each batch (data-parallel training's `RankSlice`): it then has
-`rows_per_batch(batch_size)` and a `parent`, the whole stream every rank shares.
+`rows_per_batch(tokens_per_batch)` and a `parent`, the whole stream every rank shares.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ class BatchSource(Protocol):
         ...
 
 
-def rows_per_batch(source: BatchSource, batch_size: int) -> int:
-    """Rows `source` yields per batch of `batch_size` (all of them, unless it yields a rank's share)."""
+def rows_per_batch(source: BatchSource, tokens_per_batch: int) -> int:
+    """Rows `source` yields per batch of `tokens_per_batch` (all of them, unless it yields a rank's share)."""
     share = getattr(source, "rows_per_batch", None)
-    return batch_size if share is None else int(share(batch_size))
+    return tokens_per_batch if share is None else int(share(tokens_per_batch))
 
 
 def whole_stream(source: BatchSource) -> BatchSource:
