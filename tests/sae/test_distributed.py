@@ -186,7 +186,7 @@ def test_rank_slices_tile_each_global_batch_and_recipes_split_round_robin() -> N
     whole = next(source.batches(6, seed=1, start=2))
     parts = [next(RankSlice(source, Rank(r, 3)).batches(6, seed=1, start=2)) for r in range(3)]
     assert torch.equal(torch.cat(parts), whole)
-    with pytest.raises(DistributedError, match="batch-size divisible by 4"):
+    with pytest.raises(DistributedError, match="tokens-per-batch divisible by 4"):
         next(RankSlice(source, Rank(0, 4)).batches(6, seed=1))
     assert recipes_for(Rank(1, 2), ["a", "b", "c"]) == ["b"] and recipes_for(Rank(0, 2), ["a", "b", "c"]) == ["a", "c"]
     assert recipes_for(Rank(), ["a", "b"]) == ["a", "b"]
