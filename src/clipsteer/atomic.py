@@ -1,6 +1,9 @@
 """Atomic file and directory writes: write under a temporary name in the same folder, then rename.
 
 A reader never sees a half-written file, and a crash mid-write leaves the previous version intact.
+Files and folders get the permissions a plain `open()` / `mkdir()` would give under the process's
+umask (mkstemp alone would make them private), so colleagues can read shared stores and SAEs.
+Failures to write (read-only folder, full disk) raise `OutputError` naming the target path.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save
+
+from clipsteer.errors import OutputError, output_error
 
 TMP_SUFFIX = ".tmp"  # every temporary name ends with it, so a resumed job can sweep leftovers
 
@@ -35,18 +41,45 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it, under a lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_folder(folder: str | Path) -> Path:
+    """mkdir -p, raising OutputError naming the folder when it cannot be created."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(folder, err, "create the folder") from err
+    return folder
+
+
 def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise output_error(path, err) from err
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise output_error(path, err) from err
         raise
     fsync_dir(path.parent)
 
@@ -80,19 +113,27 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     On an exception the temporary folder is removed and `path` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
+    make_folder(path.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
+        tmp.chmod(0o777 & ~current_umask())
+    except OSError as err:
+        raise output_error(path, err) from err
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old: Path | None = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        old.rmdir()
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old.rmdir()
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise output_error(path, err) from err
     fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

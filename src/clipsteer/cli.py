@@ -18,6 +18,7 @@ from typing import Any
 import tyro
 
 from clipsteer.config_files import load_config_file
+from clipsteer.errors import ClipsteerError
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ COMMANDS: dict[str, Command] = {
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
     "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
                        "Run images through the model and store activations at one or more sites (resumable)."),
+    "check": Command("clipsteer.activations.check:check_store", "clipsteer.activations.check:CheckConfig",
+                     "Verify an activation store in full: shard checksums, sizes and finite values."),
     "train": Command("clipsteer.sae.commands:train", "clipsteer.sae.commands:TrainConfig",
                      "Train SAEs (one, or a sweep over λ or k sharing one data stream) on an activation store (resumable)."),
     "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.train:TrainClipConfig",
@@ -57,6 +60,17 @@ COMMANDS: dict[str, Command] = {
                     "Evaluate an SAE: L0 (CLS/patches), EV, dead/dense, CE recovered, factor recovery on the world."),
     "steerability": Command("clipsteer.steer.commands:steerability", "clipsteer.steer.commands:SteerabilityConfig",
                             "Score how precisely each SAE feature / neuron steers CLIP (vs a random-weights control)."),
+    "report": Command("clipsteer.report.commands:report", "clipsteer.report.commands:ReportConfig",
+                      "Write a static HTML report of a run: SAE quality, steerability and a feature browser."),
+    "export": Command("clipsteer.sae.export:export", "clipsteer.sae.export:ExportConfig",
+                      "Write an SAE in SAELens' or ViT-Prisma's format (clipsteer export SAE --format saelens|prisma)."),
+    "push": Command("clipsteer.sae.push:push", "clipsteer.sae.push:PushConfig",
+                    "Upload an SAE folder with a generated model card to the Hugging Face Hub (clipsteer push SAE org/repo)."),
+    "debias": Command("clipsteer.experiments.debias:debias", "clipsteer.experiments.debias:DebiasConfig",
+                      "Suppress SAE features that carry a spurious attribute; worst-group accuracy vs controls."),
+    "typographic-defense": Command("clipsteer.experiments.typographic:typographic_defense",
+                                   "clipsteer.experiments.typographic:TypographicDefenseConfig",
+                                   "Suppress text-reading SAE features; accuracy under typographic attack vs controls."),
     "layer-sweep": Command("clipsteer.experiments.layer_sweep:layer_sweep",
                            "clipsteer.experiments.layer_sweep:LayerSweepConfig",
                            "Harvest, train, evaluate and steer at every layer; per-layer table and plot."),
@@ -110,16 +124,26 @@ def run_command(argv: Sequence[str]) -> Any:
 def main() -> None:
     """Console entry point; results are printed by the commands themselves, never used as exit codes.
 
-    Bad input (clipsteer raises ValueError / FileNotFoundError subclasses with messages that name
-    what was wrong) is reported in one line with exit status 2; CLIPSTEER_DEBUG=1 shows the traceback.
+    Bad input and unwritable outputs (the families of `clipsteer.errors`, plus ValueError /
+    OSError from below, whose messages name what was wrong) are reported in one line with exit
+    status 2; CLIPSTEER_DEBUG=1 shows the traceback instead.
     """
     try:
         run_command(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as err:
+    except (ClipsteerError, ValueError, OSError) as err:
         if os.environ.get("CLIPSTEER_DEBUG"):
             raise
-        print(f"clipsteer: error: {err}", file=sys.stderr)
+        print(f"clipsteer: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (multi-line messages are joined with ' | ')."""
+    if isinstance(err, OSError) and not isinstance(err, ClipsteerError) and err.filename is not None:
+        message = f"{err.strerror or type(err).__name__}: {err.filename}"
+    else:
+        message = str(err) or type(err).__name__
+    return " | ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ def take(source, n_batches: int, tokens_per_batch: int, seed: int, start: int = 
 
 @pytest.mark.parametrize("tokens", ["all", "cls", "patches"])
 def test_every_row_once_per_epoch(store_factory, tokens: str) -> None:
-    # 40 images × 5 tokens = 200 rows in 23 shards of 9 (last 2); windows of 2 shards → 12 windows per epoch.
+    # 40 images × 5 tokens = 200 rows in 23 shards of 9 (last 2); windows ramp 3, 6, 12, 18, 18, ... rows.
     directory, rows, spec = store_factory(n_images=40, shard_rows=9, images_per_batch=4, skip=(6,))
-    source = open_shuffled(directory, tokens=tokens, buffer_bytes=2 * 9 * 8 * 2)
-    assert source.shards_per_window == 2 and source.d_in == 8
+    source = open_shuffled(directory, tokens=tokens, buffer_bytes=2 * 9 * 8 * 2, first_window_rows=3)
+    assert source.window_rows == 18 and source.d_in == 8
+    sizes = [sum(b - a for _, a, b in pieces) for pieces in source.windows(5, 0)]
+    assert sizes[:4] == [3, 6, 12, 18] and sum(sizes) == len(rows) and max(sizes) == 18
     expected_ids = sorted(row_ids(rows))
     if tokens == "cls":
         expected_ids = [r for r in expected_ids if r[1] == 0]
@@ -60,11 +62,16 @@ def test_deterministic_per_seed_and_start_equals_dropping(store_factory) -> None
     for start in (1, 7, 18, 19, 37, 55):                      # mid-window, window and epoch boundaries
         resumed = take(source, 60 - start, 8, seed=3, start=start)
         assert all(torch.equal(a, b) for a, b in zip(reference[start:], resumed, strict=True)), start
+    ramped = open_shuffled(directory, buffer_bytes=3 * 11 * 8 * 2, first_window_rows=5)  # windows 5, 10, 20, 33, ...
+    ramp_reference = take(ramped, 60, 8, seed=3)
+    for start in (0, 1, 2, 4, 19, 37):
+        resumed = take(ramped, 60 - start, 8, seed=3, start=start)
+        assert all(torch.equal(a, b) for a, b in zip(ramp_reference[start:], resumed, strict=True)), start
 
 
 def test_whole_store_in_one_window_is_a_full_shuffle(store_factory) -> None:
     directory, rows, _ = store_factory(n_images=12, shard_rows=8, images_per_batch=4)
-    source = open_shuffled(directory)                          # default buffer ≫ store
+    source = open_shuffled(directory, first_window_rows=10**6)  # no ramp: default buffer ≫ store
     assert len(source.windows(0, 0)) == 1
     first = torch.cat(take(source, 6, 10, seed=0))
     positions = {ids: i for i, ids in enumerate(row_ids(rows))}

@@ -59,5 +59,5 @@ def test_eval_refuses_an_sae_of_another_width(world_geometry_model_dir: Path, tm
     save_sae(SparseAutoencoder(SAEConfig(d_in=48, d_sae=96, site="blocks.1.resid_post")), tmp_path / "wide")
     with pytest.raises(ValueError, match="d_in = 48.*d_model = 32"):
         evaluate_sae(EvalConfig(sae=tmp_path / "wide", model=str(world_geometry_model_dir), n_images=10))
-    with pytest.raises(ValueError, match="--n-images=0"):
-        EvalConfig(sae=tmp_path / "wide", n_images=0)
+    with pytest.raises(ValueError, match="--n-images must be a positive number"):
+        evaluate_sae(EvalConfig(sae=tmp_path / "wide", n_images=0))

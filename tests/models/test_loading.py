@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_missing_path_and_unreachable_hub_are_explained(tmp_path: Path, monkeypa
     with pytest.raises(CheckpointError, match="checkpoint folder not found"):
         Backbone.from_pretrained(tmp_path / "nowhere")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE=1.*--local-dir DIR"):
+    with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE=1.*hf download .*--local-dir"):
         Backbone.from_pretrained("openai/clip-vit-base-patch32-not-cached")
 
 
@@ -92,3 +93,56 @@ def test_corrupt_image_file_error_names_the_file(tmp_path: Path) -> None:
         tiny_backbone().pixels([bad])
     with pytest.raises(ImageReadError, match="not found.*missing.jpg"):
         tiny_backbone().pixels([tmp_path / "missing.jpg"])
+
+
+def test_vision_model_without_projection_gives_activations_only(tmp_path: Path) -> None:
+    """A CLIPVisionModel folder: captures are HF's hidden states; embeddings refuse (no random projection)."""
+    from transformers import CLIPVisionModel
+
+    from clipsteer.models.backbone import MissingProjectionError
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)  # projection_dim: a config default
+    model = CLIPVisionModel(config).eval()
+    model.save_pretrained(tmp_path)
+    backbone = Backbone.from_pretrained(tmp_path)
+    assert not backbone.has_projection and type(backbone.model).__name__ == "CLIPVisionModel"
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        hidden = model(pixel_values=pixels, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(backbone.capture(pixels, ["blocks.1.resid_post"])["blocks.1.resid_post"], hidden[2])
+    for call in (lambda: backbone.encode_image(pixels), lambda: backbone.embed_dim):
+        with pytest.raises(MissingProjectionError, match="without a projection head"):
+            call()
+
+
+def test_bin_weights_load_through_the_weights_only_unpickler(tmp_path: Path) -> None:
+    original = tiny_backbone(seed=5)
+    folder = original.save_pretrained(tmp_path / "ckpt")
+    state = {k: v.clone() for k, v in original.model.state_dict().items()}
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(Backbone.from_pretrained(folder).encode_image(pixels), original.encode_image(pixels))
+
+
+class RunsOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pytorch_model_bin_is_refused_never_run(tmp_path: Path) -> None:
+    original = tiny_backbone()
+    folder = original.save_pretrained(tmp_path / "ckpt")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "payload-ran"
+    torch.save({**original.model.state_dict(), "logit_scale": RunsOnLoad(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin: refused to load.*posix.system"):
+        Backbone.from_pretrained(folder)
+    assert not marker.exists()
+    torch.load(folder / "pytorch_model.bin", weights_only=False)  # control: the payload is live
+    assert marker.exists()

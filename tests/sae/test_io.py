@@ -27,6 +27,7 @@ from clipsteer.sae import (
     load_saelens_sae,
     save_sae,
 )
+from clipsteer.sae.hook_names import UnknownSiteWarning
 
 D_IN, D_SAE = 12, 40
 
@@ -278,7 +279,9 @@ def test_saelens_sae_computes_saelens_forward(tmp_path: Path, cfg: dict, act: st
 @pytest.mark.parametrize(("cfg", "message"), [
     ({"architecture": "gated"}, "architecture 'gated' is not supported"),
     ({"architecture": "topk"}, "needs an integer 'k'"),
-    ({"architecture": "topk", "k": 4, "rescale_acts_by_decoder_norm": True}, "rescale_acts_by_decoder_norm"),
+    ({"architecture": "jumprelu", "rescale_acts_by_decoder_norm": True}, "only defined for topk SAEs"),
+    ({"architecture": "standard", "metadata": {"hook_name": "blocks.2.attn.hook_z", "hook_head_index": 3}},
+     "hook_head_index=3"),
     ({"architecture": "standard", "normalize_activations": "whiten"}, "normalize_activations 'whiten'"),
     ({"architecture": "standard", "reshape_activations": "hook_z"}, "reshape_activations='hook_z'"),
 ])
@@ -286,6 +289,32 @@ def test_saelens_config_problems_are_explained(tmp_path: Path, cfg: dict, messag
     folder = write_saelens(tmp_path / "sl", random_weights(), cfg)
     with pytest.raises(SAEConfigError, match=message):
         load_saelens_sae(folder)
+
+
+def test_saelens_rescale_acts_by_decoder_norm_is_folded_exactly(tmp_path: Path) -> None:
+    """SAELens' TopK with the flag: f = TopK(pre·n), x̂ = (f/n)·W_dec + b_dec, n_j = ‖W_dec_j‖ (rows not unit)."""
+    weights = random_weights(seed=7)
+    folder = write_saelens(tmp_path / "sl", weights, {"architecture": "topk", "k": 5,
+                                                      "rescale_acts_by_decoder_norm": True})
+    sae = load_saelens_sae(folder)
+    x = activations()
+    n = weights["W_dec"].norm(dim=-1)
+    pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
+    top = (pre * n).topk(5, dim=-1)
+    codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    expected = (codes / n) @ weights["W_dec"] + weights["b_dec"]
+    torch.testing.assert_close(sae.encode(x), codes, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sae(x).reconstruction, expected, atol=1e-5, rtol=1e-5)
+    plain = load_saelens_sae(write_saelens(tmp_path / "plain", weights, {"architecture": "topk", "k": 5}))
+    assert not torch.allclose(plain(x).reconstruction, expected, atol=1e-3)  # the flag matters on these weights
+
+
+def test_saelens_hook_that_is_no_site_warns_at_load(tmp_path: Path) -> None:
+    folder = write_saelens(tmp_path / "sl", random_weights(), {
+        "architecture": "standard", "metadata": {"hook_name": "blocks.8.ln2.hook_normalized"}})
+    with pytest.warns(UnknownSiteWarning, match=r"cfg.json: hook 'blocks.8.ln2.hook_normalized' is not a clipsteer"):
+        sae = load_saelens_sae(folder)
+    assert sae.config.site == "blocks.8.ln2.hook_normalized"
 
 
 def test_saelens_missing_fields_and_tensors(tmp_path: Path) -> None:

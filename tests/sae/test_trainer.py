@@ -145,7 +145,7 @@ def test_a_sweep_draws_each_batch_once_and_feeds_it_to_every_sae(world: SparseWo
     assert torch.equal(saes["a"].W_enc, saes["b"].W_enc)  # identical recipes saw identical batches
     assert not torch.equal(saes["a"].W_enc, saes["c"].W_enc)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "saes"]
+    assert sorted(p.name for p in run.iterdir()) == [".clipsteer.lock", "checkpoints", "config.json", "metrics.jsonl", "saes"]
     described = json.loads((run / "config.json").read_text())
     assert [r["name"] for r in described["recipes"]] == ["a", "b", "c"] and described["d_in"] == D
     rows = metric_lines(run)

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from clipsteer.errors import ConfigError
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.model import SparseAutoencoder
@@ -35,5 +36,5 @@ def test_steerability_command_writes_tables_for_every_basis(world_geometry_model
 
 
 def test_steerability_needs_a_site_without_sae(world_geometry_model_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="give --site"):
+    with pytest.raises(ConfigError, match="give --site"):
         steerability(SteerabilityConfig(out=tmp_path, model=str(world_geometry_model_dir), n_images=4))

@@ -2,7 +2,10 @@
 
 One store = one directory holding the activations of one site:
 
-    metadata.json        StoreMetadata as JSON; `"complete": true` only once every shard is written
+    metadata.json        StoreMetadata as JSON; `"complete": true` only once every shard is written;
+                         `shard_checksums` holds each shard's [values, index] SHA-256 (recorded at write,
+                         verified by `clipsteer check` and by the training loader), `nonfinite_images` the
+                         images whose rows hold NaN/inf (harvested with `--nonfinite record`)
     progress.json        only while a harvest is running or was interrupted (see writer.py)
     shard_00000.bin      rows [0, shard_rows) as raw little-endian fp16 or bf16, shape [rows, d_model]
     shard_00000.idx      the same rows' (image_index, token_index) as little-endian int32, shape [rows, 2]
@@ -17,13 +20,15 @@ shards are read with `numpy.memmap`.
 Version 2 (written by a harvest of W > 1 ranks, see `parts.py`) is the same store cut into W parts:
 rank r harvested the contiguous image range [first_image, stop_image) of `parts[r]` into its own folder
 
-    metadata.json        as above, plus "parts": [{directory, first_image, stop_image, n_rows, n_shards}, ...]
+    metadata.json        as above, plus "parts": [{directory, first_image, stop_image, n_rows, n_shards}, ...];
+                         `shard_checksums` lists every shard of every part, in global shard order
     part_00000/          shard_00000.bin/.idx ... (every shard full except the part's last), part.json
-    part_00001/ ...
+    part_00001/ ...      (part.json: the part's counts, skipped images and its shards' SHA-256)
 
 The global rows are the parts' rows in part order, so a version-2 store holds exactly the rows of a
-single-process (version-1) harvest, in the same order; only the shard boundaries differ. Version-1
-stores are written and read as before.
+single-process (version-1) harvest, in the same order; only the shard boundaries differ, and
+`StoreMetadata.shards` maps a global shard number to its files. Version-1 stores are written and read
+as before.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from clipsteer.errors import InputFormatError, IntegrityError
 from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection, token_slice
 
 FORMAT_VERSION = 1
@@ -52,6 +58,7 @@ BYTES_PER_VALUE = VALUE_DTYPE.itemsize
 INDEX_DTYPE = np.dtype("<i4")   # (image_index, token_index)
 
 StoreDtype = Literal["float16", "bfloat16"]
+NonFinite = Literal["refuse", "record"]
 STORE_DTYPES: tuple[str, ...] = get_args(StoreDtype)
 TORCH_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -63,8 +70,12 @@ UNFINGERPRINTED = ("dataset", "model_name")
 RENAMED_FIELDS = {"batch_size": "images_per_batch"}
 
 
-class StoreError(ValueError):
+class StoreError(InputFormatError):
     """A store directory that is missing, incomplete, corrupt, or written in another format."""
+
+
+class StoreIntegrityError(StoreError, IntegrityError):
+    """A shard whose bytes fail their checksum, or rows holding NaN/inf."""
 
 
 class StoreMismatchError(StoreError):
@@ -174,6 +185,8 @@ class StoreMetadata:
     n_images: int               # harvested (readable) images
     n_shards: int
     skipped: tuple[SkippedImage, ...] = ()
+    shard_checksums: tuple[tuple[str, str], ...] | None = None   # per shard (values, index) SHA-256; None: older store
+    nonfinite_images: tuple[int, ...] = ()                        # images with NaN/inf rows (--nonfinite record)
     parts: tuple[StorePart, ...] = ()     # empty: a version-1 (single-part) store
 
     @property
@@ -215,6 +228,8 @@ class StoreMetadata:
             **dataclasses.asdict(self.spec),
             "n_rows": self.n_rows, "n_images": self.n_images, "n_shards": self.n_shards,
             "n_skipped": len(self.skipped), "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "shard_checksums": None if self.shard_checksums is None else [list(c) for c in self.shard_checksums],
+            "nonfinite_images": list(self.nonfinite_images),
         }
         if self.parts:
             obj["parts"] = [dataclasses.asdict(p) for p in self.parts]
@@ -249,6 +264,13 @@ class StoreMetadata:
                 raise StoreError(f"{source}: field {where!r} expected an object, got {s!r}")
             skipped.append(SkippedImage(_field(s, "index", int, source, where), _field(s, "name", str, source, where),
                                         _field(s, "error", str, source, where)))
+        checksums = obj.get("shard_checksums")
+        if checksums is not None and not (isinstance(checksums, list) and all(
+                isinstance(c, list) and len(c) == 2 and all(isinstance(h, str) for h in c) for c in checksums)):
+            raise StoreError(f"{source}: field 'shard_checksums' expected a list of [values, index] hex digests")
+        nonfinite = obj.get("nonfinite_images", [])
+        if not (isinstance(nonfinite, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in nonfinite)):
+            raise StoreError(f"{source}: field 'nonfinite_images' expected a list of image indices")
         parts = []
         if version == PARTS_FORMAT_VERSION:
             for j, p in enumerate(_field(obj, "parts", list, source)):
@@ -265,7 +287,9 @@ class StoreMetadata:
         meta = cls(spec=spec, fingerprint=_field(obj, "fingerprint", str, source),
                    complete=_field(obj, "complete", bool, source), n_rows=_field(obj, "n_rows", int, source),
                    n_images=_field(obj, "n_images", int, source), n_shards=_field(obj, "n_shards", int, source),
-                   skipped=tuple(skipped), parts=tuple(parts))
+                   skipped=tuple(skipped),
+                   shard_checksums=None if checksums is None else tuple((c[0], c[1]) for c in checksums),
+                   nonfinite_images=tuple(nonfinite), parts=tuple(parts))
         if meta.fingerprint not in (spec.fingerprint(), spec.first_fingerprint()):
             raise StoreError(f"{source}: fingerprint {meta.fingerprint} does not match the fields it describes "
                              f"({spec.fingerprint()}); the file was edited or corrupted")
@@ -293,6 +317,8 @@ class StoreMetadata:
         if self.n_images + len(self.skipped) != self.spec.n_images_requested:
             problems.append(f"n_images={self.n_images} + skipped={len(self.skipped)} ≠ "
                             f"n_images_requested={self.spec.n_images_requested}")
+        if self.shard_checksums is not None and len(self.shard_checksums) != self.n_shards:
+            problems.append(f"{len(self.shard_checksums)} shard checksums for n_shards={self.n_shards}")
         if problems:
             raise StoreError(f"{source}: inconsistent counts: " + "; ".join(problems))
 
@@ -306,6 +332,15 @@ def _field(obj: dict, name: str, typ: type, source: Path, where: str = "") -> An
     if not ok:
         raise StoreError(f"{source}: field {label!r} expected {typ.__name__}, got {value!r}")
     return value
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_metadata(directory: Path) -> StoreMetadata:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from clipsteer.activations.format import (
     BYTES_PER_VALUE,
+    NonFinite,
     SkippedImage,
     StoreDtype,
     StoreError,
@@ -41,10 +42,11 @@ from clipsteer.activations.parts import (
 from clipsteer.activations.prefetch import iter_chunks
 from clipsteer.activations.writer import StoreWriter
 from clipsteer.data import ImageDataset, open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.models.sites import TokenSelection
-from clipsteer.sae.distributed import LOCAL, Sync, process_group
+from clipsteer.sae.distributed import LOCAL, LaunchConfig, Sync, job_folder_lock, process_group
 
 
 @dataclass(frozen=True)
@@ -70,19 +72,27 @@ class HarvestConfig:
     """Harvest only the first N images of the dataset."""
     workers: int = 2
     """Background threads decoding and preprocessing images (0: decode in the main thread)."""
+    nonfinite: NonFinite = "refuse"
+    """A NaN/inf activation: refuse (stop, naming the images) or record (store it, list the images in metadata.json)."""
+    dist: LaunchConfig = LaunchConfig()
+    """How the ranks talk when launched by torchrun (each harvests its own part; ignored in a single process)."""
 
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:
     """The CLI command: load the model and dataset, then `harvest_dataset`."""
     if not config.sites:
         raise ValueError("harvest: --sites is required, e.g. --sites blocks.2.resid_post")
-    with process_group(config.device) as rank:
+    check_positive(config, ("images_per_batch", "shard_rows", "max_images"))
+    if config.workers < 0:
+        raise ConfigError(f"--workers must be ≥ 0, got {config.workers}")
+    with process_group(config.device, config.dist.backend, config.dist.timeout_s) as rank:
         dataset = open_dataset(config.dataset)
         backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
         return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
                                images_per_batch=config.images_per_batch, shard_rows=config.shard_rows,
                                dtype=config.dtype, max_images=config.max_images, workers=config.workers,
-                               dataset_spec=config.dataset, progress=rank.is_main, sync=Sync(rank))
+                               dataset_spec=config.dataset, progress=rank.is_main, nonfinite=config.nonfinite,
+                               sync=Sync(rank))
 
 
 def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: TokenSelection, images_per_batch: int,
@@ -99,10 +109,15 @@ def store_spec(backbone: Backbone, site: str, dataset: ImageDataset, *, tokens: 
 def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[str], out: str | Path, *,
                     tokens: TokenSelection = "all", images_per_batch: int = 64, shard_rows: int = 65536,
                     dtype: StoreDtype = "float16", max_images: int | None = None, workers: int = 2,
-                    dataset_spec: str | None = None, progress: bool = True, sync: Sync = LOCAL) -> dict[str, Path]:
+                    dataset_spec: str | None = None, progress: bool = True,
+                    nonfinite: NonFinite = "refuse", sync: Sync = LOCAL) -> dict[str, Path]:
     """Harvest `dataset` at `sites` into OUT/<site>/ stores (creating or resuming them). Returns {site: dir}.
 
-    sync: the ranks sharing the work (torchrun); each harvests a part of the dataset (see parts.py).
+    OUT is locked while the harvest writes (a second harvest into it is refused). `nonfinite`: what a
+    NaN/inf activation does: "refuse" stops the harvest naming the images; "record" stores the rows and
+    lists the images in metadata.json (training on such a store stops, naming the store and shard).
+    sync: the ranks sharing the work (torchrun); each harvests a part of the dataset (see parts.py), and
+    rank 0 holds OUT's lock for the whole job (`job_folder_lock`).
     """
     if images_per_batch <= 0 or shard_rows <= 0:
         raise ValueError(f"images_per_batch and shard_rows must be positive, got {images_per_batch} and {shard_rows}")
@@ -113,12 +128,21 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
         raise ValueError(f"sites must be a non-empty list of distinct sites, got {list(sites)}")
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     out = Path(out).expanduser()
+    with job_folder_lock(out, "harvest", sync):
+        return _harvest_locked(backbone, dataset, names, out, n, tokens=tokens, images_per_batch=images_per_batch,
+                               shard_rows=shard_rows, dtype=dtype, workers=workers, nonfinite=nonfinite,
+                               dataset_spec=dataset_spec, progress=progress, sync=sync)
+
+
+def _harvest_locked(backbone: Backbone, dataset: ImageDataset, names: list[str], out: Path, n: int, *,
+                    tokens: TokenSelection, images_per_batch: int, shard_rows: int, dtype: StoreDtype, workers: int,
+                    nonfinite: NonFinite, dataset_spec: str | None, progress: bool, sync: Sync) -> dict[str, Path]:
     spec_of = {site: store_spec(backbone, site, dataset, tokens=tokens, images_per_batch=images_per_batch, shard_rows=shard_rows,
                                 dtype=dtype, n_images=n, dataset_spec=dataset_spec or repr(dataset))
                for site in names}
     if sync.world > 1:
-        return _harvest_parts(backbone, dataset, spec_of, out, tokens, workers, progress, sync)
-    writers = {site: StoreWriter.open(out / site, spec) for site, spec in spec_of.items()}
+        return _harvest_parts(backbone, dataset, spec_of, out, tokens, workers, progress, nonfinite, sync)
+    writers = {site: StoreWriter.open(out / site, spec, nonfinite) for site, spec in spec_of.items()}
     todo = {site: w for site, w in writers.items() if not w.complete}
     if not todo:
         print(f"harvest: all {len(writers)} stores under {out} are already complete; nothing to do")
@@ -138,33 +162,48 @@ def harvest_dataset(backbone: Backbone, dataset: ImageDataset, sites: Sequence[s
 
 
 def _harvest_parts(backbone: Backbone, dataset: ImageDataset, spec_of: dict[str, StoreSpec], out: Path,
-                   tokens: TokenSelection, workers: int, progress: bool, sync: Sync) -> dict[str, Path]:
-    """This rank's part of a multi-rank harvest; rank 0 begins and finishes the stores (see parts.py)."""
+                   tokens: TokenSelection, workers: int, progress: bool, nonfinite: NonFinite,
+                   sync: Sync) -> dict[str, Path]:
+    """This rank's part of a multi-rank harvest; rank 0 begins and finishes the stores (see parts.py).
+
+    Each step that can fail on one rank (a store of another harvest, a bad image, NaN activations) ends
+    with `sync.agree`, so every rank stops with the error instead of waiting for the failed one."""
     rank = sync.rank
     spec = next(iter(spec_of.values()))
     plan = plan_parts(spec.n_images_requested, spec.images_per_batch, rank.world)
+    error: Exception | None = None
     if rank.is_main:
-        for site, site_spec in spec_of.items():
-            begin_parted_store(out / site, site_spec, plan)
-    sync.barrier()
-    pending = [site for site, site_spec in spec_of.items() if not check_parted_store(out / site, site_spec, plan)]
-    writers = {site: StoreWriter.open_part(out / site / part_directory(rank.index), spec_of[site], *plan[rank.index])
-               for site in pending}
-    todo = {site: w for site, w in writers.items() if not w.complete}
-    if todo:
-        n_images, skipped = _harvest_range(backbone, dataset, todo, tokens, workers, progress)
-        for writer in todo.values():
-            writer.finish_part(n_images, skipped)
-    sync.barrier()  # every part is finished
+        try:
+            for site, site_spec in spec_of.items():
+                begin_parted_store(out / site, site_spec, plan)
+        except Exception as err:   # noqa: BLE001  (reported to every rank by agree)
+            error = err
+    sync.agree(error)
+    pending: list[str] = []
+    try:
+        pending = [site for site, site_spec in spec_of.items() if not check_parted_store(out / site, site_spec, plan)]
+        writers = {site: StoreWriter.open_part(out / site / part_directory(rank.index), spec_of[site],
+                                               *plan[rank.index], nonfinite) for site in pending}
+        todo = {site: w for site, w in writers.items() if not w.complete}
+        if todo:
+            n_images, skipped = _harvest_range(backbone, dataset, todo, tokens, workers, progress)
+            for writer in todo.values():
+                writer.finish_part(n_images, skipped)
+    except Exception as err:   # noqa: BLE001
+        error = err
+    sync.agree(error)   # every part is finished
     if rank.is_main:
-        if not pending:
-            print(f"harvest: all {len(spec_of)} stores under {out} are already complete; nothing to do")
-        for site in pending:
-            meta = finish_parted_store(out / site, spec_of[site], plan)
-            print(f"harvest: {out / site}  {meta.n_images} images = {meta.n_rows} rows in {len(plan)} parts, "
-                  f"{meta.n_shards} shards, {len(meta.skipped)} skipped")
-            _report_skipped(list(meta.skipped))
-    sync.barrier()  # the stores are complete when any rank returns
+        try:
+            if not pending:
+                print(f"harvest: all {len(spec_of)} stores under {out} are already complete; nothing to do")
+            for site in pending:
+                meta = finish_parted_store(out / site, spec_of[site], plan)
+                print(f"harvest: {out / site}  {meta.n_images} images = {meta.n_rows} rows in {len(plan)} parts, "
+                      f"{meta.n_shards} shards, {len(meta.skipped)} skipped")
+                _report_skipped(list(meta.skipped))
+        except Exception as err:   # noqa: BLE001
+            error = err
+    sync.agree(error)   # the stores are complete when any rank returns
     return {site: out / site for site in spec_of}
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipsteer.activations.ordered import OrderedLoader
-from clipsteer.activations.shuffled import DEFAULT_BUFFER_BYTES, ShuffledLoader
+from clipsteer.activations.shuffled import DEFAULT_BUFFER_BYTES, DEFAULT_FIRST_WINDOW_ROWS, ShuffledLoader
 from clipsteer.activations.store import ActivationStore
 from clipsteer.models.sites import TokenSelection
 
 
 def open_shuffled(store_dir: str | Path, tokens: TokenSelection = "all", buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-                  prefetch: bool = True) -> ShuffledLoader:
+                  prefetch: bool = True, first_window_rows: int = DEFAULT_FIRST_WINDOW_ROWS) -> ShuffledLoader:
     """A BatchSource over a store: every selected row once per epoch, deterministic per seed."""
-    return ShuffledLoader(ActivationStore.open(store_dir), tokens, buffer_bytes=buffer_bytes, prefetch=prefetch)
+    return ShuffledLoader(ActivationStore.open(store_dir), tokens, buffer_bytes=buffer_bytes, prefetch=prefetch,
+                          first_window_rows=first_window_rows)
 
 
 def open_ordered(store_dir: str | Path, tokens: TokenSelection = "all") -> OrderedLoader:

@@ -9,6 +9,11 @@ have had in a single process, and the parts in rank order are the single-process
     rank 0: barrier, finish_parted_store (metadata.json, complete=true)         ─┘
 
 Each part resumes on its own (its progress.json); a store begun with W ranks resumes only with W ranks.
+Integrity is the single-process store's: each part writer hashes every shard it writes (progress.json,
+then part.json), and the final metadata.json lists those checksums in global shard order, so
+`ActivationStore.verify_shard`, the training loader and `clipsteer check` verify a parted store as they
+do any other. Rank 0 holds OUT's folder lock for the whole job; the other ranks write only inside their
+own `part_<rank>/` folders (docs/scaling-out.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from clipsteer.activations.format import (
     read_metadata,
 )
 from clipsteer.activations.writer import PartRecord
-from clipsteer.atomic import atomic_write_json
+from clipsteer.atomic import atomic_write_json, make_folder
 
 
 def plan_parts(n_images: int, images_per_batch: int, world: int) -> list[tuple[int, int]]:
@@ -74,7 +79,7 @@ def begin_parted_store(directory: Path, spec: StoreSpec, plan: list[tuple[int, i
     if directory.exists() and any(directory.iterdir()):
         raise StoreError(f"{directory} exists and is not empty but has no {METADATA_FILE}; refusing to write a store "
                          "into it (choose an empty or new directory)")
-    directory.mkdir(parents=True, exist_ok=True)
+    make_folder(directory)
     meta = StoreMetadata(spec, spec.fingerprint(), complete=False, n_rows=0, n_images=0, n_shards=0,
                          parts=_planned(plan))
     atomic_write_json(directory / METADATA_FILE, meta.to_json())
@@ -101,7 +106,9 @@ def finish_parted_store(directory: Path, spec: StoreSpec, plan: list[tuple[int, 
         raise StoreError(f"{directory}: no rows to store (every image was skipped?)")
     meta = StoreMetadata(spec, spec.fingerprint(), complete=True, n_rows=n_rows,
                          n_images=sum(r.n_images for r in records), n_shards=sum(r.n_shards for r in records),
-                         skipped=tuple(s for r in records for s in r.skipped), parts=parts)
+                         skipped=tuple(s for r in records for s in r.skipped),
+                         shard_checksums=tuple(c for r in records for c in r.checksums),
+                         nonfinite_images=tuple(i for r in records for i in r.nonfinite_images), parts=parts)
     meta.check_counts(directory / METADATA_FILE)
     atomic_write_json(directory / METADATA_FILE, meta.to_json())
     return meta

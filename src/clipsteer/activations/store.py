@@ -13,7 +13,9 @@ from clipsteer.activations.format import (
     PROGRESS_FILE,
     VALUE_DTYPE,
     StoreError,
+    StoreIntegrityError,
     StoreMetadata,
+    file_sha256,
     read_metadata,
 )
 
@@ -56,6 +58,38 @@ class ActivationStore:
         if size != expected:
             kind = "truncated" if size < expected else "oversized"
             raise StoreError(f"{path}: {kind} shard: {size} bytes, expected {expected} ({what})")
+
+    # ------------------------------------------------------------------ integrity
+    def verify_shard(self, i: int) -> None:
+        """Hash shard i's two files against metadata.json (a no-op for stores written without checksums)."""
+        if self.meta.shard_checksums is None:
+            return
+        shard = self.meta.shards[i]
+        for name, expected in zip((shard.values, shard.index), self.meta.shard_checksums[i], strict=True):
+            got = file_sha256(self.directory / name)
+            if got != expected:
+                raise StoreIntegrityError(f"{self.directory / name}: checksum mismatch (SHA-256 {got[:12]}…, "
+                                          f"metadata.json records {expected[:12]}…): the shard was modified or "
+                                          f"corrupted; harvest {self.directory} again")
+
+    def nonfinite_rows(self, i: int, raw: np.ndarray | None = None) -> np.ndarray:
+        """Bool [rows] of shard i (or of `raw`, rows of it): which rows hold a NaN or inf.
+
+        Read from the bit patterns (exponent all ones), so it costs one pass and no float conversion."""
+        raw = self.shard_values(i) if raw is None else raw
+        exponent = np.uint16(0x7C00 if self.meta.spec.dtype == "float16" else 0x7F80)
+        return ((np.asarray(raw) & exponent) == exponent).any(axis=1)
+
+    def check_finite(self, i: int) -> None:
+        """Raise StoreIntegrityError naming the store, the shard and the images when shard i holds NaN/inf."""
+        bad = self.nonfinite_rows(i)
+        if bad.any():
+            images = sorted({int(j) for j in np.asarray(self.shard_index(i))[bad, 0]})
+            recorded = " (harvested with --nonfinite record)" if self.meta.nonfinite_images else ""
+            raise StoreIntegrityError(
+                f"{self.directory / self.meta.shards[i].values}: {int(bad.sum())} rows hold NaN/inf (images "
+                f"{images[:5]}{' ...' if len(images) > 5 else ''}){recorded}; an SAE cannot train on them: "
+                f"harvest {self.directory} again without those images")
 
     def __repr__(self) -> str:
         s = self.meta.spec

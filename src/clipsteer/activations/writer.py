@@ -10,16 +10,21 @@ Protocol (what makes resume exact):
   row (`resume_row`). Rows of that chunk already inside complete shards are dropped on re-arrival.
 - `metadata.json` is written with `"complete": false` when the store is created and rewritten with
   `"complete": true` by `finish()`, after the last (possibly short) shard. Then progress.json goes.
+- Each shard's SHA-256 (values, index) is computed from the bytes written and kept in progress.json,
+  then metadata.json. Rows holding NaN/inf are refused (StoreIntegrityError naming the images) or,
+  with `nonfinite="record"`, stored and their images listed in `nonfinite_images`.
 Memory is bounded by one shard buffer plus the chunk being added.
 
 A *part* writer (`StoreWriter.open_part`, used by a multi-rank harvest, see parts.py) writes the same way
 into one rank's `part_NNNNN/` folder, for the images [first_image, stop_image) only; its rows are numbered
-from 0 within the part, and `finish()` records the part in `part.json` instead of `metadata.json`.
+from 0 within the part, and `finish_part()` records the part (counts, skipped images, each shard's
+SHA-256, images with NaN/inf rows) in `part.json` instead of `metadata.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,16 +41,19 @@ from clipsteer.activations.format import (
     PROGRESS_FILE,
     TORCH_DTYPES,
     VALUE_DTYPE,
+    NonFinite,
     SkippedImage,
     StoreError,
+    StoreIntegrityError,
     StoreMetadata,
     StoreMismatchError,
     StoreSpec,
+    file_sha256,
     index_file,
     read_metadata,
     shard_file,
 )
-from clipsteer.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir
+from clipsteer.atomic import TMP_SUFFIX, atomic_write_array, atomic_write_json, fsync_dir, make_folder
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,13 @@ class Progress:
     resume_image: int = 0
     resume_row: int = 0
     skipped: tuple[SkippedImage, ...] = ()   # skipped images with index < resume_image
+    checksums: tuple[tuple[str, str], ...] = ()   # (values, index) SHA-256 of each complete shard
+    nonfinite: tuple[int, ...] = ()          # images with NaN/inf rows, index < resume_image
 
     def to_json(self, fingerprint: str) -> dict:
         return {"fingerprint": fingerprint, "n_shards": self.n_shards, "resume_image": self.resume_image,
-                "resume_row": self.resume_row, "skipped": [dataclasses.asdict(s) for s in self.skipped]}
+                "resume_row": self.resume_row, "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                "checksums": [list(c) for c in self.checksums], "nonfinite_images": list(self.nonfinite)}
 
     @classmethod
     def read(cls, path: Path, fingerprint: str) -> Progress:
@@ -67,7 +78,10 @@ class Progress:
             obj = json.loads(path.read_text())
             assert obj["fingerprint"] == fingerprint, "fingerprint differs from metadata.json"
             skipped = tuple(SkippedImage(int(s["index"]), str(s["name"]), str(s["error"])) for s in obj["skipped"])
-            progress = cls(int(obj["n_shards"]), int(obj["resume_image"]), int(obj["resume_row"]), skipped)
+            checksums = tuple((str(a), str(b)) for a, b in obj.get("checksums", []))
+            nonfinite = tuple(int(i) for i in obj.get("nonfinite_images", []))
+            progress = cls(int(obj["n_shards"]), int(obj["resume_image"]), int(obj["resume_row"]), skipped,
+                           checksums, nonfinite)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
             raise StoreError(f"{path}: unreadable harvest progress ({type(err).__name__}: {err}); "
                              f"delete the store directory {path.parent} and harvest again") from err
@@ -86,18 +100,25 @@ class PartRecord:
     n_images: int
     n_shards: int
     skipped: tuple[SkippedImage, ...]
+    checksums: tuple[tuple[str, str], ...]   # (values, index) SHA-256 of each of the part's shards
+    nonfinite_images: tuple[int, ...] = ()   # images of the part with NaN/inf rows (--nonfinite record)
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "skipped": [dataclasses.asdict(s) for s in self.skipped]}
+        return {**dataclasses.asdict(self), "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                "checksums": [list(c) for c in self.checksums], "nonfinite_images": list(self.nonfinite_images)}
 
     @classmethod
     def read(cls, path: Path) -> PartRecord:
         try:
             obj = json.loads(path.read_text())
             skipped = tuple(SkippedImage(int(s["index"]), str(s["name"]), str(s["error"])) for s in obj["skipped"])
-            return cls(str(obj["fingerprint"]), *(int(obj[k]) for k in ("first_image", "stop_image", "n_rows",
-                                                                         "n_images", "n_shards")), skipped)
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            checksums = tuple((str(a), str(b)) for a, b in obj["checksums"])
+            record = cls(str(obj["fingerprint"]), *(int(obj[k]) for k in ("first_image", "stop_image", "n_rows",
+                                                                           "n_images", "n_shards")), skipped,
+                         checksums, tuple(int(i) for i in obj.get("nonfinite_images", [])))
+            assert len(record.checksums) == record.n_shards, f"{len(checksums)} checksums for {record.n_shards} shards"
+            return record
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
             raise StoreError(f"{path}: unreadable part record ({type(err).__name__}: {err}); delete {path.parent} "
                              "and rerun the harvest to redo that part") from err
 
@@ -106,8 +127,10 @@ class StoreWriter:
     """Writes one store. Use `StoreWriter.open(directory, spec)`; then `add(...)` chunks; then `finish(...)`."""
 
     def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool,
-                 images: tuple[int, int] | None = None):
+                 nonfinite: NonFinite = "refuse", images: tuple[int, int] | None = None):
         self.directory = directory
+        self.nonfinite = nonfinite
+        self._nonfinite_images: set[int] = set(progress.nonfinite)
         self.spec = spec
         self.fingerprint = spec.fingerprint()
         self.progress = progress
@@ -120,7 +143,7 @@ class StoreWriter:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, directory: Path, spec: StoreSpec) -> StoreWriter:
+    def open(cls, directory: Path, spec: StoreSpec, nonfinite: NonFinite = "refuse") -> StoreWriter:
         """Create a new store, or resume an interrupted one written with the same fingerprint.
 
         Raises StoreMismatchError (listing the differing fields) when `directory` holds a store of
@@ -140,26 +163,27 @@ class StoreWriter:
                     f"or delete {directory} to start over.")
             if meta.complete:
                 return cls(directory, spec, Progress(meta.n_shards, spec.n_images_requested, meta.n_rows,
-                                                     meta.skipped), complete=True)
+                                                     meta.skipped), complete=True, nonfinite=nonfinite)
             if meta.parts:
                 raise StoreError(f"{directory} holds a harvest started by {len(meta.parts)} ranks under torchrun; "
                                  f"resume it with `torchrun --nproc-per-node {len(meta.parts)} -m clipsteer harvest "
                                  f"...` (same arguments), or delete {directory} to start over")
             progress_path = directory / PROGRESS_FILE
             progress = Progress.read(progress_path, meta.fingerprint) if progress_path.is_file() else Progress()
-            writer = cls(directory, spec, progress, complete=False)
+            writer = cls(directory, spec, progress, complete=False, nonfinite=nonfinite)
             writer._remove_stray_files()
             return writer
         if directory.exists() and any(directory.iterdir()):
             raise StoreError(f"{directory} exists and is not empty but has no {METADATA_FILE}; refusing to write "
                              f"a store into it (choose an empty or new directory)")
-        directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(directory, spec, Progress(), complete=False)
+        make_folder(directory)
+        writer = cls(directory, spec, Progress(), complete=False, nonfinite=nonfinite)
         writer._write_metadata(complete=False, n_rows=0, n_images=0, n_shards=0, skipped=())
         return writer
 
     @classmethod
-    def open_part(cls, directory: Path, spec: StoreSpec, first_image: int, stop_image: int) -> StoreWriter:
+    def open_part(cls, directory: Path, spec: StoreSpec, first_image: int, stop_image: int,
+                  nonfinite: NonFinite = "refuse") -> StoreWriter:
         """Create or resume the part folder of one rank (images [first_image, stop_image)); the store's
         metadata.json, one level up, has already been checked against `spec` by the caller."""
         directory = Path(directory)
@@ -171,16 +195,14 @@ class StoreWriter:
                 raise StoreMismatchError(f"{record_path} records images [{record.first_image}, {record.stop_image}) "
                                          f"of harvest {record.fingerprint}, not [{first_image}, {stop_image}) of "
                                          f"{spec.fingerprint()}; delete {directory.parent} to start over")
-            return cls(directory, spec, Progress(record.n_shards, stop_image, record.n_rows, record.skipped),
-                       complete=True, images=images)
+            return cls(directory, spec, Progress(record.n_shards, stop_image, record.n_rows, record.skipped,
+                                                 record.checksums, record.nonfinite_images),
+                       complete=True, nonfinite=nonfinite, images=images)
         progress_path = directory / PROGRESS_FILE
-        if progress_path.is_file():
-            writer = cls(directory, spec, Progress.read(progress_path, spec.fingerprint()), complete=False,
-                         images=images)
-            writer._remove_stray_files()
-            return writer
-        directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(directory, spec, Progress(resume_image=first_image), complete=False, images=images)
+        progress = (Progress.read(progress_path, spec.fingerprint()) if progress_path.is_file()
+                    else Progress(resume_image=first_image))
+        make_folder(directory)
+        writer = cls(directory, spec, progress, complete=False, nonfinite=nonfinite, images=images)
         writer._remove_stray_files()
         return writer
 
@@ -198,6 +220,10 @@ class StoreWriter:
                 raise StoreError(f"{path}: unexpected file in a partial store; remove it or start over")
         for i in range(self.progress.n_shards):  # complete shards must be whole
             self._check_shard_size(i, self.spec.shard_rows)
+        if len(self.progress.checksums) < self.progress.n_shards:   # progress written by an older clipsteer
+            sums = [(file_sha256(self.directory / shard_file(i)), file_sha256(self.directory / index_file(i)))
+                    for i in range(self.progress.n_shards)]
+            self.progress = dataclasses.replace(self.progress, checksums=tuple(sums))
 
     def _check_shard_size(self, i: int, rows: int) -> None:
         for name, row_bytes in ((shard_file(i), self.spec.d_model * VALUE_DTYPE.itemsize),
@@ -238,7 +264,9 @@ class StoreWriter:
         if first_row > self.position:
             raise AssertionError(f"{self.directory}: gap in rows: got row {first_row}, expected ≤ {self.position}")
         drop = min(n, self.position - first_row)
-        raw = values.detach().to(TORCH_DTYPES[self.spec.dtype]).cpu().view(torch.uint16).numpy()
+        stored = values.detach().to(TORCH_DTYPES[self.spec.dtype]).cpu()
+        self._check_finite(stored, values, index)
+        raw = stored.view(torch.uint16).numpy()
         consumed = drop
         while consumed < n:
             take = min(n - consumed, self.spec.shard_rows - self._fill)
@@ -250,13 +278,37 @@ class StoreWriter:
                 resume = (chunk_end, first_row + n) if consumed == n else (chunk_start, first_row)
                 self._write_shard(resume, skipped)
 
+    def _check_finite(self, stored: Tensor, values: Tensor, index: np.ndarray) -> None:
+        """Refuse or record rows holding NaN/inf after conversion to the storage dtype.
+
+        stored: [N, d] in the storage dtype; values: the same rows as computed; index: [N, 2]."""
+        bad = ~torch.isfinite(stored).all(dim=1)
+        if not bool(bad.any()):
+            return
+        images = sorted({int(i) for i in index[bad.numpy(), 0]})
+        if self.nonfinite == "record":
+            self._nonfinite_images.update(images)
+            return
+        overflow = bool(torch.isfinite(values.detach().cpu()[bad]).all())
+        cause = (f"values beyond the range of {self.spec.dtype} (use --dtype bfloat16)" if overflow
+                 else "NaN/inf computed by the model")
+        raise StoreIntegrityError(
+            f"{self.directory}: non-finite activations ({cause}) in {int(bad.sum())} rows of images "
+            f"{images[:5]}{' ...' if len(images) > 5 else ''}; refusing to store them (harvest with "
+            f"--nonfinite record to store and list them instead)")
+
     def _write_shard(self, resume: tuple[int, int], skipped: Sequence[SkippedImage]) -> None:
         i = self.progress.n_shards
-        atomic_write_array(self.directory / shard_file(i), self._values[:self._fill])
-        atomic_write_array(self.directory / index_file(i), self._index[:self._fill])
+        values, index = self._values[:self._fill], self._index[:self._fill]
+        atomic_write_array(self.directory / shard_file(i), values)
+        atomic_write_array(self.directory / index_file(i), index)
+        checksum = (hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).hexdigest(),
+                    hashlib.sha256(memoryview(np.ascontiguousarray(index)).cast("B")).hexdigest())
         resume_image, resume_row = resume
         self.progress = Progress(i + 1, resume_image, resume_row,
-                                 tuple(s for s in skipped if s.index < resume_image))
+                                 tuple(s for s in skipped if s.index < resume_image),
+                                 (*self.progress.checksums, checksum),
+                                 tuple(sorted(j for j in self._nonfinite_images if j < resume_image)))
         if self._fill == self.spec.shard_rows:  # short final shards are recorded by finish() only
             atomic_write_json(self.directory / PROGRESS_FILE, self.progress.to_json(self.fingerprint))
         self._fill = 0
@@ -270,7 +322,8 @@ class StoreWriter:
         if self._fill:
             self._write_shard((self.spec.n_images_requested, n_rows), skipped)
         skipped = tuple(sorted(skipped, key=lambda s: s.index))
-        meta = self._write_metadata(True, n_rows, n_images, self.progress.n_shards, skipped)
+        meta = self._write_metadata(True, n_rows, n_images, self.progress.n_shards, skipped,
+                                    self.progress.checksums, tuple(sorted(self._nonfinite_images)))
         (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
         fsync_dir(self.directory)
         self.complete = True
@@ -283,7 +336,8 @@ class StoreWriter:
         if self._fill:
             self._write_shard((self.stop_image, n_rows), skipped)
         record = PartRecord(self.fingerprint, self.first_image, self.stop_image, n_rows, n_images,
-                            self.progress.n_shards, tuple(sorted(skipped, key=lambda s: s.index)))
+                            self.progress.n_shards, tuple(sorted(skipped, key=lambda s: s.index)),
+                            self.progress.checksums, tuple(sorted(self._nonfinite_images)))
         assert record.n_rows == n_images * self.spec.n_tokens_per_image
         assert n_images + len(record.skipped) == self.stop_image - self.first_image
         atomic_write_json(self.directory / PART_FILE, record.to_json())
@@ -293,8 +347,10 @@ class StoreWriter:
         return record
 
     def _write_metadata(self, complete: bool, n_rows: int, n_images: int, n_shards: int,
-                        skipped: tuple[SkippedImage, ...]) -> StoreMetadata:
-        meta = StoreMetadata(self.spec, self.fingerprint, complete, n_rows, n_images, n_shards, skipped)
+                        skipped: tuple[SkippedImage, ...], checksums: tuple[tuple[str, str], ...] = (),
+                        nonfinite: tuple[int, ...] = ()) -> StoreMetadata:
+        meta = StoreMetadata(self.spec, self.fingerprint, complete, n_rows, n_images, n_shards, skipped,
+                             checksums, nonfinite)
         if complete:
             meta.check_counts(self.directory / METADATA_FILE)
         atomic_write_json(self.directory / METADATA_FILE, meta.to_json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clipsteer.data.protocol import ImageReadError, check_index
@@ -13,15 +14,37 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
                               ".pbm", ".pnm"})
 
 
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK and alpha images become RGB; transparency is composited on white."""
+    """Any PIL mode → 8-bit RGB: grayscale, palette, CMYK and alpha images convert (transparency is
+    composited on white); 16-bit grayscale is scaled (v / 257), not clipped; float images are refused.
+
+    PIL's own `convert("RGB")` clips 16-bit values at 255, which turns almost every pixel of a 16-bit
+    PNG white; hence the explicit scaling.
+    """
     if img.mode == "RGB":
         return img
+    if img.mode in HIGH_BIT_MODES:
+        values = np.asarray(img, dtype=np.int64)   # "I" holds 16-bit PNG data in a 32-bit container
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ImageReadError(f"{_label(img)}: 32-bit integer pixel values outside 0..65535 "
+                                 "(expected 8- or 16-bit image data)")
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if img.mode == "F":
+        raise ImageReadError(f"{_label(img)}: floating-point images (PIL mode 'F') are not supported; "
+                             "expected 8- or 16-bit integer image data")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _label(img: Image.Image) -> str:
+    return str(getattr(img, "filename", "") or "image")
 
 
 def read_rgb(path: Path) -> Image.Image:
@@ -30,6 +53,8 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()  # decode now: truncated files fail here, not later inside a batch
             return to_rgb(img)
+    except ImageReadError:
+        raise
     except FileNotFoundError as err:
         raise ImageReadError(f"image file not found: {path}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

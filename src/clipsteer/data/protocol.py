@@ -7,6 +7,11 @@ A dataset is an indexable collection of images with a stable identity:
   change; harvests compare it before resuming so that a store never mixes two datasets,
 - `ds.name(i)` (optional) is a human-readable name, e.g. the file's relative path.
 
+A `NamedLabelledDataset` adds named values for every label column (`label_names()`) and, optionally, a
+pixel mask of where text is written (`text_mask(i)`). Experiments read these columns by convention:
+`LABEL` (the class to predict), `SPURIOUS` (a nuisance attribute: Waterbirds' background, CelebA's
+sex) and `TEXT` (the word written on the image, for typographic attacks).
+
 Kept free of torch and transformers so that readers import instantly.
 """
 
@@ -17,8 +22,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from clipsteer.errors import InputFormatError
 
-class ImageReadError(ValueError):
+
+class ImageReadError(InputFormatError):
     """An image that cannot be decoded; the message names the file (or item) and what was expected."""
 
 
@@ -33,6 +40,34 @@ class ImageDataset(Protocol):
     def fingerprint(self) -> str:
         """A short string identifying the contents and order of the dataset."""
         ...
+
+
+LABEL, SPURIOUS, TEXT = "label", "spurious", "text"
+
+
+class TextMasked(Protocol):
+    def text_mask(self, i: int) -> np.ndarray:
+        """bool [H, W] in the coordinates of `load(i)`: the pixels of the written text."""
+        ...
+
+
+def text_mask(dataset: ImageDataset, i: int) -> np.ndarray | None:
+    """`dataset.text_mask(i)` when the dataset knows where its text is, else None."""
+    fn = getattr(dataset, "text_mask", None)
+    return np.asarray(fn(i), dtype=bool) if callable(fn) else None
+
+
+def group_labels(dataset: NamedLabelledDataset) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(group int64 [N], group names): group = label · n_spurious + spurious, named 'label/spurious'."""
+    labels, names = dataset.labels(), dataset.label_names()
+    for column in (LABEL, SPURIOUS):
+        if column not in labels:
+            raise ValueError(f"{dataset!r} has no {column!r} labels (it has {sorted(labels)}); group metrics "
+                             f"need a class label and a spurious attribute")
+    n_spurious = len(names[SPURIOUS])
+    group = labels[LABEL] * n_spurious + labels[SPURIOUS]
+    group_names = tuple(f"{y}/{a}" for y in names[LABEL] for a in names[SPURIOUS])
+    return group.astype(np.int64), group_names
 
 
 def image_name(dataset: ImageDataset, i: int) -> str:
@@ -73,4 +108,17 @@ class FactorAnnotated(Protocol):
 
     def patch_factors(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """{factor: bool [n, P]} per patch (row-major patch grid, CLS excluded) for images [start, stop)."""
+        ...
+
+
+@runtime_checkable
+class NamedLabelledDataset(LabelledDataset, Protocol):
+    """A `LabelledDataset` whose every label column has named values (group tasks, typography)."""
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """Column name → int64 [N] label values (−1: unknown), value v meaning `label_names()[name][v]`."""
+        ...
+
+    def label_names(self) -> dict[str, tuple[str, ...]]:
+        """Column name → the names of its values (e.g. 'label' → ('landbird', 'waterbird'))."""
         ...

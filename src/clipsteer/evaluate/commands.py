@@ -15,6 +15,7 @@ last: the step's completion marker) and `out/feature_density.png`.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from clipsteer.activations.prefetch import iter_chunks
+from clipsteer.atomic import atomic_write_bytes
 from clipsteer.data.protocol import FactorAnnotated, ImageDataset, LabelledDataset
 from clipsteer.data.resolve import open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.evaluate.downstream import downstream_fidelity
 from clipsteer.evaluate.factors import FactorRecovery, factor_recovery
 from clipsteer.evaluate.reconstruction import ReconstructionMeter, density_histogram
@@ -32,6 +35,7 @@ from clipsteer.evaluate.results import Downstream, EvalResult, FactorSummary, Re
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.results import to_json
+from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
 
@@ -41,7 +45,7 @@ class EvalConfig:
     sae: Path | None = None
     """An SAE: clipsteer folder, SAELens folder (cfg.json) or Prisma folder / .pt file. Required."""
     out: Path | None = None
-    """Where eval.json goes; default: the SAE folder."""
+    """Where eval.json goes; default: the SAE folder (for a .pt file: the folder holding it)."""
     model: str | None = None
     """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
     site: str | None = None
@@ -60,13 +64,6 @@ class EvalConfig:
     n_downstream_images: int = 1000
     images_per_batch: int = 100
     device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for name in ("n_images", "n_downstream_images", "images_per_batch"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)}: expected a positive integer")
-        if self.n_patch_images < 0:
-            raise ValueError(f"--n-patch-images={self.n_patch_images}: expected an integer ≥ 0")
 
 
 def image_chunks(backbone: Backbone, dataset: ImageDataset, n_images: int, images_per_batch: int, desc: str):
@@ -178,8 +175,10 @@ def plot_density(hist: dict, path: Path) -> None:
     ax.set_ylabel("features")
     ax.set_title(f"feature density ({hist['dead']} dead)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def describe(result: EvalResult) -> str:
@@ -203,13 +202,31 @@ def describe(result: EvalResult) -> str:
 
 
 def evaluate_sae(config: EvalConfig) -> EvalResult:
+    """Run the evaluation into `out` under the run-folder protocol: the folder is locked and created
+    before any work (an unwritable one fails at once), and eval.json is written last, atomically."""
     if config.sae is None:
-        raise ValueError("eval: --sae is required (an SAE folder or file)")
-    out = Path(config.out or config.sae)
-    out.mkdir(parents=True, exist_ok=True)  # before the work, so an unwritable folder fails at once
+        raise ConfigError("eval: --sae is required (an SAE folder or file)")
+    check_positive(config, ("n_images", "n_downstream_images", "images_per_batch"))
+    if config.n_patch_images < 0:
+        raise ConfigError(f"--n-patch-images must be ≥ 0, got {config.n_patch_images}")
+    sae = load_any_sae(config.sae, device=config.device).eval()   # a bad SAE path fails before anything is created
+    out = Path(config.out or (config.sae if config.sae.is_dir() else config.sae.parent))
+    run_config = to_json(config)
+    with folder_lock(out, "eval"):
+        run = RunFolder(out, "eval", run_config, EvalResult.FILE)
+        run.begin()
+        result = _evaluate(config, sae, run_config)
+        plot_density(result.density_histogram, out / "feature_density.png")
+        run.wrote(out / "feature_density.png")
+        result.write(out)
+        run.finish()
+    print(describe(result))
+    return result
+
+
+def _evaluate(config: EvalConfig, sae: SparseAutoencoder, run_config: dict) -> EvalResult:
     model = resolve_model(config.model)
     backbone = Backbone.from_pretrained(model, device=config.device)
-    sae = load_any_sae(config.sae, device=config.device).eval()
     site = backbone.site(config.site or sae.config.site or "").name
     if sae.d_in != backbone.d_model:
         raise ValueError(f"SAE {config.sae} reads d_in = {sae.d_in}, but {backbone.name} has d_model = "
@@ -220,11 +237,7 @@ def evaluate_sae(config: EvalConfig) -> EvalResult:
     downstream_data = open_dataset(config.downstream_dataset) if config.downstream_dataset else dataset
     downstream = downstream_pass(backbone, sae, site, downstream_data, config.n_downstream_images, config.classes,
                                  config.templates, config.images_per_batch)
-    result = EvalResult(sae=str(config.sae), site=site, model=model, dataset=config.dataset,
-                        n_images=min(config.n_images, len(dataset)), reconstruction=reconstruction,
-                        density_histogram=histogram, downstream=downstream, factor_recovery=factors,
-                        config=to_json(config))
-    plot_density(histogram, out / "feature_density.png")
-    result.write(out)
-    print(describe(result))
-    return result
+    return EvalResult(sae=str(config.sae), site=site, model=model, dataset=config.dataset,
+                      n_images=min(config.n_images, len(dataset)), reconstruction=reconstruction,
+                      density_histogram=histogram, downstream=downstream, factor_recovery=factors,
+                      config=run_config)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import CLIPModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
+from transformers import CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
 
 from clipsteer.models.loading import load_clip
 from clipsteer.models.preprocess import ImageLike, Preprocess
@@ -29,17 +29,26 @@ SiteFn = Callable[[Tensor], Tensor]  # [B, T, d] -> [B, T, d]
 
 
 
-class Backbone:
-    """Wraps a HF `CLIPModel` (or a vision-only `CLIPVisionModelWithProjection`)."""
+class MissingProjectionError(ValueError):
+    """An image embedding was asked of a vision tower that has no projection head (a `CLIPVisionModel`)."""
 
-    def __init__(self, model: CLIPModel | CLIPVisionModelWithProjection, tokenizer: PreTrainedTokenizerBase | None,
+
+class Backbone:
+    """Wraps a HF `CLIPModel`, or a vision-only `CLIPVisionModelWithProjection` / `CLIPVisionModel`.
+
+    A `CLIPVisionModel` has no projection head: it serves activations (capture, interventions, harvesting,
+    SAE training) but image embeddings, zero-shot and steering refuse with `MissingProjectionError`.
+    """
+
+    def __init__(self, model: CLIPModel | CLIPVisionModelWithProjection | CLIPVisionModel,
+                 tokenizer: PreTrainedTokenizerBase | None,
                  preprocess: Preprocess, name: str = "clip", revision: str = "unknown"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
         self.name = name
         self.revision = revision
-        self.vision = model.vision_model
+        self.vision = getattr(model, "vision_model", model)  # transformers 5: CLIPVisionModel is the tower itself
         self.blocks: nn.ModuleList = self.vision.encoder.layers
         vision_config = self.vision.config
         self.n_layers: int = vision_config.num_hidden_layers
@@ -47,7 +56,7 @@ class Backbone:
         self.image_size: int = vision_config.image_size
         self.grid: int = vision_config.image_size // vision_config.patch_size
         self.n_tokens: int = 1 + self.grid**2
-        self.embed_dim: int = model.visual_projection.out_features
+        self.projection: nn.Linear | None = getattr(model, "visual_projection", None)
         assert preprocess.crop_size == self.image_size, "preprocessing must produce the model's input size"
 
     @classmethod
@@ -73,6 +82,24 @@ class Backbone:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def has_projection(self) -> bool:
+        return self.projection is not None
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the image/text embedding (the projection's output)."""
+        return self._projection().out_features
+
+    def _projection(self) -> nn.Linear:
+        if self.projection is None:
+            raise MissingProjectionError(
+                f"{self.name}: this checkpoint is a CLIPVisionModel without a projection head "
+                "(visual_projection), so it gives activations (capture, harvest, SAE training) but no image "
+                "embeddings, zero-shot or steering; load a CLIPModel or CLIPVisionModelWithProjection checkpoint "
+                "for those")
+        return self.projection
 
     @property
     def has_text(self) -> bool:
@@ -112,8 +139,9 @@ class Backbone:
 
     def _head(self, last_hidden: Tensor) -> Tensor:
         """Final residual [B, T, d] → L2-normalised image embedding [B, embed_dim]."""
+        projection = self._projection()
         pooled = self.vision.post_layernorm(last_hidden[:, 0])
-        return F.normalize(self.model.visual_projection(pooled), dim=-1)
+        return F.normalize(projection(pooled), dim=-1)
 
     @torch.no_grad()
     def encode_image(self, pixels: Tensor, images_per_batch: int | None = None) -> Tensor:

@@ -31,5 +31,5 @@ def builtin_dir(name: str) -> Path:
         shipped = sorted(BUILTIN_PREFIX + p.name for p in ASSETS.iterdir() if (p / "config.json").is_file()) \
             if ASSETS.is_dir() else []
         raise FileNotFoundError(f"model {name!r}: no checkpoint shipped at {folder}; shipped: {shipped}. "
-                                "Reinstall clipsteer, or train one with `clipsteer world train-clip`.")
+                                "Reinstall clipsteer, or train a toy CLIP with the `world train-clip` command.")
     return folder

@@ -15,12 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from clipsteer.errors import ConfigError
+
 SiteKind = Literal["resid_pre", "attn_out", "mlp_out", "resid_post"]
 SITE_KINDS: tuple[SiteKind, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
 SITE_PATTERN = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|attn_out|mlp_out|resid_post)$")
 
 
-class UnknownSiteError(ValueError):
+class UnknownSiteError(ConfigError):
     """A site name that does not exist in this model."""
 
 

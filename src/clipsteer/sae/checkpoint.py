@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
 from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
+from clipsteer.errors import InputFormatError
 from clipsteer.sae.updater import SAEUpdater
 
 FORMAT = "clipsteer-trainer-checkpoint"
@@ -30,7 +32,7 @@ VERSION = 1
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputFormatError):
     """A checkpoint that cannot be resumed (corrupt, or from a different run configuration)."""
 
 
@@ -83,20 +85,32 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
 
 
 def load_latest_checkpoint(checkpoints_dir: Path) -> Checkpoint | None:
+    """The newest complete checkpoint, or None. A corrupt one raises CheckpointError naming the file
+    (and the older checkpoint a user can fall back to by deleting it)."""
     found = list_checkpoints(checkpoints_dir)
     if not found:
         return None
     step, folder = found[-1]
+    fallback = (f"; delete {folder} to resume from {found[-2][1].name}" if len(found) > 1
+                else f"; delete {folder} to start this run over")
+    state_json, state_tensors = folder / "state.json", folder / "state.safetensors"
     try:
-        meta = json.loads((folder / "state.json").read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{folder / 'state.json'}: not valid JSON ({error})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{folder / 'state.json'}: format {meta.get('format')!r} version {meta.get('version')!r}; "
-                              f"expected {FORMAT!r} version {VERSION}")
-    if meta.get("step") != step:
-        raise CheckpointError(f"{folder}: state.json says step {meta.get('step')}, the folder name says {step}")
-    return Checkpoint(folder=folder, step=step, meta=meta, tensors=load_file(folder / "state.safetensors"))
+        meta = json.loads(state_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{state_json}: corrupt checkpoint, not valid JSON ({error}){fallback}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{state_json}: not a clipsteer trainer checkpoint (found {got!r}; expected format "
+                              f"{FORMAT!r} version {VERSION}){fallback}")
+    if meta.get("step") != step or not isinstance(meta.get("saes"), list):
+        raise CheckpointError(f"{state_json}: corrupt checkpoint (step {meta.get('step')!r} for folder step {step}, "
+                              f"saes {type(meta.get('saes')).__name__}){fallback}")
+    try:
+        tensors = load_file(state_tensors)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{state_tensors}: corrupt checkpoint, not a readable safetensors file "
+                              f"({str(error).splitlines()[0] if str(error) else type(error).__name__}){fallback}") from None
+    return Checkpoint(folder=folder, step=step, meta=meta, tensors=tensors)
 
 
 def restore_checkpoint(checkpoint: Checkpoint, updaters: list[SAEUpdater], fingerprint: str) -> None:
@@ -105,9 +119,13 @@ def restore_checkpoint(checkpoint: Checkpoint, updaters: list[SAEUpdater], finge
     if meta.get("fingerprint") != fingerprint:
         raise CheckpointError(f"{checkpoint.folder}: written by a run with a different configuration "
                               "(fingerprint mismatch); resume with the original config or use a new run directory")
-    names = [entry["name"] for entry in meta["saes"]]
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in meta["saes"]]
     if names != [u.name for u in updaters]:
         raise CheckpointError(f"{checkpoint.folder}: holds SAEs {names}, this run trains {[u.name for u in updaters]}")
+    missing = [k for k in ("rng.torch",) if k not in tensors]
+    if missing or not all(isinstance(e, dict) and "window_tokens" in e for e in meta["saes"]):
+        raise CheckpointError(f"{checkpoint.folder}: corrupt checkpoint (missing {missing or 'SAE entries'}); "
+                              "delete it to resume from the previous checkpoint")
     for i, (updater, entry) in enumerate(zip(updaters, meta["saes"], strict=True)):
         prefix = f"sae.{i}."
         model_state = {k[len(prefix + "model."):]: v for k, v in tensors.items() if k.startswith(prefix + "model.")}
@@ -122,8 +140,12 @@ def restore_checkpoint(checkpoint: Checkpoint, updaters: list[SAEUpdater], finge
                 optim_state.setdefault(int(param_index), {})[name] = value
         state_dict = updater.optimizer.state_dict()
         state_dict["state"] = optim_state
-        updater.optimizer.load_state_dict(state_dict)
         stats = {k[len(prefix + "stats."):]: v for k, v in tensors.items() if k.startswith(prefix + "stats.")}
-        updater.stats.load_state(stats, entry["window_tokens"])
+        try:
+            updater.optimizer.load_state_dict(state_dict)
+            updater.stats.load_state(stats, entry["window_tokens"])
+        except (RuntimeError, KeyError, ValueError, AssertionError) as error:
+            raise CheckpointError(f"{checkpoint.folder}: optimizer or statistics state of SAE {updater.name!r} does "
+                                  f"not match ({type(error).__name__}: {error})") from None
         updater.pending_window_summary = {k: float(v) for k, v in entry.get("pending_window_summary", {}).items()}
     torch.set_rng_state(tensors["rng.torch"])

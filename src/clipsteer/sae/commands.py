@@ -3,6 +3,7 @@
     clipsteer train --store acts/blocks.8.resid_post --out runs/sae_l8 --architecture relu \
         --sweep-sparsity 1e-5 5e-5 1e-4
     clipsteer train --store acts/blocks.8.resid_post --out runs/topk_l8 --architecture topk --sweep-k 32 64
+    clipsteer train --store acts/blocks.8.resid_post --out runs/paper_l8 --recipe paper   # the paper's recipe exactly
 
 Rerunning the same command resumes from the newest checkpoint in `--out`. The final SAEs land in
 `<out>/saes/<name>/` (config.json + sae.safetensors).
@@ -19,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clipsteer.errors import check_positive
+from clipsteer.run_folder import folder_lock
 from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
 from clipsteer.sae.distributed import (
@@ -32,7 +35,7 @@ from clipsteer.sae.distributed import (
     recipes_for,
 )
 from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import SAERecipe, TrainerConfig
+from clipsteer.sae.recipe import RECIPES, RecipeName, SAERecipe, TrainerConfig
 from clipsteer.sae.trainer import Trainer
 
 
@@ -49,7 +52,11 @@ class TrainConfig:
     """d_sae = expansion_factor · d_in (the paper: 64)."""
     k: int = 64
     """Active features per token for topk / batchtopk (the paper's TopK SAEs: 64)."""
-    normalization: Normalization = "layer_norm"
+    recipe: RecipeName = "default"
+    """`paper`: the paper's recipe exactly (see `clipsteer.sae.recipe.RECIPES`); settings that are still at
+    the default recipe's values (normalization, objective.reconstruction, trainer.encoder_init) take it."""
+    normalization: Normalization | None = None
+    """Input normalisation (None: the recipe's, layer_norm for both)."""
     objective: ObjectiveConfig = ObjectiveConfig()
     trainer: TrainerConfig = TrainerConfig()
     sweep_sparsity: tuple[float, ...] = ()
@@ -68,7 +75,21 @@ def _store_description(source: object) -> tuple[str | None, str | None]:
     return getattr(spec, "site", None), getattr(spec, "model_name", None)
 
 
+def apply_recipe(config: TrainConfig) -> TrainConfig:
+    """`config` with its recipe's settings filled in wherever it still holds the default recipe's."""
+    preset, default = RECIPES[config.recipe], RECIPES["default"]
+    objective, trainer = config.objective, config.trainer
+    if objective.reconstruction == default.reconstruction:
+        objective = replace(objective, reconstruction=preset.reconstruction)
+    if trainer.encoder_init == default.encoder_init:
+        trainer = replace(trainer, encoder_init=preset.encoder_init)
+    return replace(config, normalization=config.normalization or preset.normalization, objective=objective,
+                   trainer=trainer)
+
+
 def build_recipes(config: TrainConfig, d_in: int, site: str | None = None, model: str | None = None) -> list[SAERecipe]:
+    config = apply_recipe(config)
+    assert config.normalization is not None
     uses_k = spec(config.architecture).uses_k
     if config.sweep_k and not uses_k:
         raise ValueError(f"--sweep-k needs architecture topk or batchtopk, not {config.architecture!r}")
@@ -99,6 +120,7 @@ def _train(config: TrainConfig, rank: Rank) -> dict[str, Path]:
 
     if config.store is None:
         raise ValueError("train: --store is required (an activation store folder written by `clipsteer harvest`)")
+    check_positive(config, ("expansion_factor", "k"))
     mode = config.dist.mode
     if rank.world > 1 and mode == "none":
         raise DistributedError(f"launched as {rank.world} processes but --dist.mode is none; choose --dist.mode "
@@ -107,17 +129,25 @@ def _train(config: TrainConfig, rank: Rank) -> dict[str, Path]:
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)
     extra = {"store": str(config.store), "tokens": config.tokens}
-    run_dir, sync = config.out, LOCAL
+    trainer_config = apply_recipe(config).trainer
     if mode == "recipes" and rank.world > 1:
-        recipes = recipes_for(rank, recipes)
-        run_dir = config.out / f"rank_{rank.index}"
-        if not recipes:
+        # No communication: every rank holds a shared lock on OUT (so a single-process run into OUT is
+        # refused while the sweep runs) and its Trainer the exclusive lock on its own OUT/rank_<r>/.
+        mine = recipes_for(rank, recipes)
+        if not mine:
             print(f"rank {rank.index}: the sweep has fewer SAEs than the {rank.world} ranks; nothing to train here")
             return {}
-    elif mode == "data":
+        with folder_lock(config.out, "train --dist.mode recipes", shared=True):
+            Trainer(mine, source, trainer_config, run_dir=config.out / f"rank_{rank.index}", extra=extra,
+                    saes_dir=config.out / "saes").run(resume=config.resume)
+        folders = {recipe.name: config.out / "saes" / recipe.name for recipe in mine}
+        for name, folder in folders.items():
+            print(f"rank {rank.index}: {name}: {folder}")
+        return folders
+    sync = LOCAL
+    if mode == "data":
         source, sync = RankSlice(source, rank), Sync(rank)
-    trainer = Trainer(recipes, source, config.trainer, run_dir=run_dir, extra=extra, saes_dir=config.out / "saes",
-                      sync=sync)
+    trainer = Trainer(recipes, source, trainer_config, run_dir=config.out, extra=extra, sync=sync)
     trainer.run(resume=config.resume)
     folders = {recipe.name: config.out / "saes" / recipe.name for recipe in recipes}
     if sync.rank.is_main:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from clipsteer.errors import InputFormatError
 from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection
 
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
@@ -28,7 +29,7 @@ ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 
-class SAEConfigError(ValueError):
+class SAEConfigError(InputFormatError):
     """A config (ours or a foreign one) that is missing fields or has invalid values."""
 
 

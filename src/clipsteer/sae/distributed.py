@@ -10,25 +10,33 @@ single-process runs behave exactly as before.
 - `recipes_for(rank, recipes)`: "recipes" mode spreads a sweep's SAEs across ranks; no communication.
 - `RankSlice`: "data" mode's BatchSource: this rank's rows of every global batch of the shared stream.
 - `Sync`: the collectives the trainer, updater, objectives and firing statistics need (mean / sum of
-  tensors, a broadcast from rank 0, a barrier), injected into them; `LOCAL` is the world of one.
+  tensors, a broadcast from rank 0, a barrier), plus `agree` (every rank learns whether any rank failed),
+  injected into them; `LOCAL` is the world of one.
+- `job_folder_lock(folder, command, sync)`: the output folder's lock for a job of several ranks: rank 0
+  holds it for the whole job, every rank learns at the start whether it got it (docs/scaling-out.md).
 - `run_local(fn, world, *args)`: torchrun's environment for `world` processes on this machine, without
-  torchrun (tests, benchmarks): each process runs `fn(*args)`, which joins with `process_group`.
+  torchrun (tests, benchmarks): each process runs `fn(*args)`, which joins with `process_group`. The
+  rendezvous store is held by the caller (no port to guess), and a job that outlives `timeout_s` is
+  stopped, with its processes, and reported.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from clipsteer.errors import ClipsteerError, FolderLockedError, OutputError
+from clipsteer.run_folder import folder_lock
 from clipsteer.sae.source import BatchSource
 
 Mode = Literal["none", "recipes", "data"]
@@ -37,21 +45,29 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class DistributedConfig:
-    """How a command launched by torchrun shares its work (nested as `--dist.*`)."""
+class LaunchConfig:
+    """How the processes of a torchrun job talk (nested as `--dist.*`; ignored in a single process)."""
+
+    backend: Backend = "auto"
+    """Process-group backend: auto picks nccl for CUDA devices and gloo on CPU."""
+    timeout_s: float = 1800.0
+    """How long a rank waits for the others (joining, a collective, a barrier) before the job fails. A rank
+    that finishes its share first waits for the slowest at a barrier, so keep it above that spread."""
+
+
+@dataclass(frozen=True)
+class DistributedConfig(LaunchConfig):
+    """How `clipsteer train` launched by torchrun shares its work (nested as `--dist.*`)."""
 
     mode: Mode = "none"
     """recipes: the SAEs of a sweep are spread across ranks (no communication); data: every SAE is trained
     data-parallel (each rank reads its slice of every global batch, gradients averaged). none: a single
     process (an error under a multi-process launch)."""
-    backend: Backend = "auto"
-    """Process-group backend: auto picks nccl for CUDA devices and gloo on CPU."""
-    timeout_s: float = 1800.0
-    """How long a collective waits for the other ranks before failing."""
 
 
-class DistributedError(RuntimeError):
-    """A launch that cannot work: an unknown backend, a mode that does not fit the world size."""
+class DistributedError(ClipsteerError, RuntimeError):
+    """A launch that cannot work (an unknown backend, a mode that does not fit the world size), or a job
+    whose other rank failed."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,23 @@ class Sync:
         if self.rank.world > 1:
             dist.barrier()
 
+    def agree(self, error: BaseException | None) -> None:
+        """Every rank reports whether its step failed; if any did, every rank raises (the failed ones their
+        own error, the others a DistributedError naming the failed rank and its message). Call it where a
+        failure on one rank would otherwise leave the others waiting at their next collective."""
+        if self.rank.world == 1:
+            if error is not None:
+                raise error
+            return
+        reports: list[str | None] = [None] * self.rank.world
+        dist.all_gather_object(reports, None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        failed = [(r, message) for r, message in enumerate(reports) if message is not None]
+        if failed:
+            r, message = failed[0]
+            raise DistributedError(f"rank {r} of {self.rank.world} failed: {message}")
+
 
 LOCAL = Sync()
 
@@ -216,19 +249,66 @@ class RankSlice:
                 close()
 
 
-def run_local(fn: Callable[..., object], world: int, *args: object) -> None:
+@contextmanager
+def job_folder_lock(folder: str | Path, command: str, sync: Sync) -> Iterator[Path]:
+    """`run_folder.folder_lock` for a job of `sync.world` ranks writing into one folder.
+
+    Rank 0 takes the folder's lock and holds it for the whole block; the other ranks take none (a flock
+    held by one process would refuse them) but learn, through `agree`, whether rank 0 got it, so a
+    second job finds every one of its ranks refused at once instead of some waiting at a collective.
+    On a normal exit the ranks meet at a barrier before rank 0 releases the lock, so the folder stays
+    locked until every rank has finished writing. In a world of one this is `folder_lock` itself.
+    """
+    if sync.world == 1:
+        with folder_lock(folder, command) as locked:
+            yield locked
+        return
+    with ExitStack() as held:
+        error: BaseException | None = None
+        if sync.rank.is_main:
+            try:
+                held.enter_context(folder_lock(folder, command))
+            except (FolderLockedError, OutputError) as err:
+                error = err
+        sync.agree(error)
+        yield Path(folder)
+        sync.barrier()
+
+
+def run_local(fn: Callable[..., object], world: int, *args: object, timeout_s: float = 900.0) -> None:
     """Run `fn(*args)` in `world` fresh processes on this machine, with the environment torchrun would set
     (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). `fn` must be importable (module level).
-    Returns when all have finished; if one fails, the others are stopped and the error is raised here."""
+
+    Returns when all have finished. If one fails, the others are stopped and its error is raised here; if
+    they are still running after `timeout_s` (a hang), all are stopped and a DistributedError says so.
+    As under torchrun, this process hosts the rendezvous store (bound to a port the kernel picks, so no
+    port is guessed or raced for) and every rank joins it as a client.
+    """
     import torch.multiprocessing as mp
 
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mp.start_processes(_run_as_rank, args=(fn, world, port, args), nprocs=world, start_method="spawn", join=True)
+    store = dist.TCPStore("127.0.0.1", 0, None, True, datetime.timedelta(seconds=timeout_s),
+                          wait_for_workers=False)
+    context = mp.start_processes(_run_as_rank, args=(fn, world, store.port, args), nprocs=world,
+                                 start_method="spawn", join=False)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not context.join(timeout=min(5.0, max(0.1, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                alive = [r for r, p in enumerate(context.processes) if p.is_alive()]
+                raise DistributedError(f"run_local({getattr(fn, '__name__', fn)}): ranks {alive} of {world} were "
+                                       f"still running after {timeout_s:.0f} s (a hang?); stopped them")
+    finally:
+        for process in context.processes:   # stop what is left (join stops the survivors of a failure itself)
+            if process.is_alive():
+                process.terminate()
+                process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(10)
+        del store
 
 
 def _run_as_rank(index: int, fn: Callable[..., object], world: int, port: int, args: tuple) -> None:
     os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+                      MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     fn(*args)

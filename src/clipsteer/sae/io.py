@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_json
+from clipsteer.errors import InputFormatError
 from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.model import SparseAutoencoder
@@ -30,7 +31,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "sae.safetensors"
 
 
-class SAEFormatError(ValueError):
+class SAEFormatError(InputFormatError):
     """A file that is not a valid SAE in the expected format (names the file and what was expected)."""
 
 

@@ -12,12 +12,14 @@ Resuming (the default when the folder holds a checkpoint) restores weights, Adam
 statistics and the RNG state, and restarts the stream at the checkpoint's batch, so the final weights
 equal those of an uninterrupted run. Fresh runs initialise each SAE from a seeded generator, then read
 `init_samples` rows from the start of the stream to set b_dec (geometric median by default, in the
-SAE's normalised space) and, for `constant_scale`, the input scale.
+SAE's normalised space), for `constant_scale` the input scale, and (`encoder_init="fitted_scale"`, the
+default) the encoder's initial scale.
 
 Data-parallel training (`clipsteer.sae.distributed`) changes only what is injected: a `RankSlice` source
 (this rank's rows of each global batch), and a `Sync` that the updaters use and that decides who writes:
 the run folder, checkpoints, metrics and final SAEs are written by rank 0 only, every rank resumes from
-the same checkpoint, and the initial weights are rank 0's.
+the same checkpoint, and the initial weights are rank 0's. Rank 0 holds the run folder's lock for the
+whole run (`distributed.job_folder_lock`); the other ranks learn at the start whether it got it.
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from clipsteer.atomic import atomic_write_json
+from clipsteer.errors import RunFolderError
 from clipsteer.sae.checkpoint import (
     load_latest_checkpoint,
     prune_checkpoints,
     restore_checkpoint,
     save_checkpoint,
 )
-from clipsteer.sae.distributed import LOCAL, Sync
+from clipsteer.sae.distributed import LOCAL, Sync, job_folder_lock
 from clipsteer.sae.geometric_median import geometric_median
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.metrics_log import JsonlSink, MetricsSink, check_extra_sinks, open_extra_sinks
@@ -53,8 +57,10 @@ from clipsteer.sae.schedules import cosine_with_warmup
 from clipsteer.sae.source import BatchSource, rows_per_batch, whole_stream
 from clipsteer.sae.updater import SAEUpdater
 
+FIT_SCALE_ROWS = 1024  # rows used to fit the initial encoder scale (a dense [n, d_sae] code matrix is built)
 
-class RunDirectoryError(RuntimeError):
+
+class RunDirectoryError(RunFolderError):
     """A run folder that holds a different or unfinished run than the one requested."""
 
 
@@ -143,6 +149,8 @@ class Trainer:
             elif config.b_dec_init == "mean":
                 sae.b_dec.copy_(x_norm.mean(dim=0))
             sae.set_decoder_unit_norm_()
+            if config.encoder_init == "fitted_scale":
+                fit_encoder_scale_(sae, sample[:FIT_SCALE_ROWS])
             self.sync(list(sae.state_dict().values()), "from_main")  # ranks start from identical weights
 
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -154,7 +162,12 @@ class Trainer:
             if not resume and has_state:
                 raise RunDirectoryError(f"{self.run_dir} already holds a run; resume it (resume=True) or choose "
                                         "another run directory")
-            stored = json.loads(config_path.read_text())
+            try:
+                stored = json.loads(config_path.read_text(encoding="utf-8"))
+                self._semantic(stored)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+                raise RunDirectoryError(f"{config_path}: unreadable run config ({type(error).__name__}: {error}); "
+                                        "choose another run directory or delete this one") from None
             if resume and self._semantic(stored) != self._semantic(described):
                 diff = _diff(self._semantic(stored), self._semantic(described))
                 raise RunDirectoryError(f"{self.run_dir} holds a run with a different configuration ({diff}); "
@@ -170,16 +183,26 @@ class Trainer:
 
         Returns the SAEs by name, ready for inference (constant scales folded, eval mode).
         """
+        if self.run_dir is None:
+            return self._run(resume, stop_after_step)
+        with job_folder_lock(self.run_dir, "train", self.sync):   # a second trainer on the folder is refused
+            return self._run(resume, stop_after_step)
+
+    def _run(self, resume: bool, stop_after_step: int | None) -> dict[str, SparseAutoencoder]:
         config = self.config
         total = config.total_steps
         updaters = self._build_updaters()
         fingerprint = self.fingerprint()
         start = 0
-        checkpoint = None
-        if self.writes:
-            self._prepare_run_dir(resume)
-        if self.run_dir is not None and resume:
-            checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints")
+        checkpoint, error = None, None
+        try:   # a refused folder or a corrupt checkpoint stops every rank (agree), not only the one that saw it
+            if self.writes:
+                self._prepare_run_dir(resume)
+            if self.run_dir is not None and resume:
+                checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints")
+        except Exception as err:   # noqa: BLE001
+            error = err
+        self.sync.agree(error)
         if checkpoint is not None:
             restore_checkpoint(checkpoint, updaters, fingerprint)
             start = checkpoint.step
@@ -247,6 +270,32 @@ class Trainer:
         finally:
             bar.close()
             _close(stream)
+
+
+@torch.no_grad()
+def fit_encoder_scale_(sae: SparseAutoencoder, sample: Tensor) -> float:
+    """Rescale W_enc (and JumpReLU thresholds) by the c minimising Σ‖(x̃ − b_dec) − c·(x̂̃ − b_dec)‖² on
+    `sample` [n, d_in]; returns c.
+
+    With W_enc = W_decᵀ and unit decoder rows, a ReLU SAE's first reconstruction is ≈ (d_sae / 2d_in)·x̃
+    (half the features fire, and Σ_j w_j w_jᵀ ≈ (d_sae / d_in)·I for random unit rows): 8× too large at
+    ×16, 32× at ×64, so the first steps are spent shrinking the codes. With b_enc = 0 the codes are
+    positively homogeneous in W_enc (the TopK selection does not change; JumpReLU thresholds are scaled
+    along), so scaling W_enc by c scales x̂̃ − b_dec by exactly c.
+    """
+    was_training = sae.training
+    sae.train()
+    x_norm, _ = sae.normalize_input(sample.to(sae.W_enc.dtype))
+    target = x_norm - sae.b_dec
+    produced = sae.trace(sample.to(sae.W_enc.dtype)).recon_norm - sae.b_dec
+    scale = float((target * produced).sum() / produced.pow(2).sum().clamp_min(1e-12))
+    sae.train(was_training)
+    if not math.isfinite(scale) or scale <= 0:
+        return 1.0  # nothing fires, or the fit is degenerate: keep the plain transpose
+    sae.W_enc.mul_(scale)
+    if sae.architecture == "jumprelu":
+        sae.log_threshold.add_(math.log(scale))
+    return scale
 
 
 def _close(stream: object) -> None:

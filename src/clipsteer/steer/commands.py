@@ -15,10 +15,12 @@ from typing import Literal
 import torch
 
 from clipsteer.data.resolve import open_dataset
+from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.models.sites import TokenSelection
 from clipsteer.results import to_json
+from clipsteer.run_folder import RunFolder, folder_lock
 from clipsteer.steer.control import random_vision_like
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.results import (
@@ -85,6 +87,23 @@ def feature_rows(scores: SteeringScores, words: list[str], threshold: float) -> 
 
 
 def steerability(config: SteerabilityConfig) -> SteerabilitySummary:
+    """Score the bases into `out` under the run-folder protocol: `out` is locked and created before any
+    work, a rerun with another config removes the previous run's files first, and summary.json is
+    written last, atomically (its absence marks an incomplete folder)."""
+    check_positive(config, ("n_images", "vocab_size", "pairs_per_forward", "max_features", "temperature"))
+    if config.threshold < 0:
+        raise ConfigError(f"--threshold must be ≥ 0, got {config.threshold}")
+    run_config = to_json(config)
+    with folder_lock(config.out, "steerability"):
+        run = RunFolder(config.out, "steerability", run_config, SteerabilitySummary.FILE)
+        run.begin()
+        summary = _steerability(config, run, run_config)
+        summary.write(config.out)
+        run.finish()
+    return summary
+
+
+def _steerability(config: SteerabilityConfig, folder: RunFolder, run_config: dict) -> SteerabilitySummary:
     torch.manual_seed(config.seed)
     backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
     sae_dictionary = None
@@ -96,11 +115,10 @@ def steerability(config: SteerabilityConfig) -> SteerabilitySummary:
         sae_dictionary = SAEDictionary(sae)
     site = config.site or (sae_dictionary.sae.config.site if sae_dictionary else None)
     if site is None:
-        raise SystemExit("steerability: give --site (the SAE's config records none, or no SAE was given)")
+        raise ConfigError("steerability: give --site (the SAE's config records none, or no SAE was given)")
     words = (read_word_list(config.vocabulary, config.vocab_size) if config.vocabulary
              else vocabulary_from_tokenizer(backbone.tokenizer, config.vocab_size))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     text = text_embeddings(backbone, words, cache_dir=out / "cache")
     pixels = load_images(backbone, config.images, config.n_images)
     spec = SteeringSpec(config.alpha, config.tokens, config.temperature, config.threshold)
@@ -130,7 +148,7 @@ def steerability(config: SteerabilityConfig) -> SteerabilitySummary:
             scores = run.scores(features, engine=config.engine)
             rows = feature_rows(scores, words, config.threshold)
             name = prefix + basis
-            write_feature_rows(rows, out, name)
+            folder.wrote(*write_feature_rows(rows, out, name))
             bases[name] = BasisSummary.of(rows)
             print(f"[steerability] {name}: {bases[name].fraction_steerable:.3f} steerable, "
                   f"{bases[name].distinct_concepts} distinct concepts")
@@ -143,9 +161,7 @@ def steerability(config: SteerabilityConfig) -> SteerabilitySummary:
             if name == "sae" and config.curve_features:
                 curves = strength_curves(run, config.curve_features, config.curve_alphas, config.engine)
     summary = SteerabilitySummary(site=site, vocabulary_size=len(words), bases=bases, alpha_sweep=alpha_sweep,
-                                  strength_curves=curves,
-                                  config=to_json(config))
-    summary.write(out)
+                                  strength_curves=curves, config=run_config)
     return summary
 
 

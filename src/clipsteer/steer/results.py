@@ -68,8 +68,8 @@ def rows_file(folder: Path, basis: str) -> Path:
     return Path(folder) / f"features_{basis}.jsonl"
 
 
-def write_feature_rows(rows: list[FeatureRow], folder: Path, basis: str) -> None:
-    """features_<basis>.jsonl (the typed record) and .csv (for spreadsheets), both atomically."""
+def write_feature_rows(rows: list[FeatureRow], folder: Path, basis: str) -> tuple[Path, Path]:
+    """features_<basis>.jsonl (the typed record) and .csv (for spreadsheets), both atomically; returns both."""
     from clipsteer.atomic import atomic_write_text
 
     path = rows_file(folder, basis)
@@ -77,6 +77,7 @@ def write_feature_rows(rows: list[FeatureRow], folder: Path, basis: str) -> None
     header = list(FeatureRow.__dataclass_fields__)
     atomic_write_text(path.with_suffix(".csv"), ",".join(header) + "\n" + "".join(
         ",".join(str(getattr(r, h)) for h in header) + "\n" for r in rows))
+    return path, path.with_suffix(".csv")
 
 
 def read_feature_rows(folder: Path, basis: str = "sae") -> list[FeatureRow]:

@@ -1,0 +1,87 @@
+"""Training recipes: the fitted initial encoder scale, and `--recipe paper` reproducing the paper's settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipsteer.sae import (
+    ObjectiveConfig,
+    SAEConfig,
+    SAERecipe,
+    SparseAutoencoder,
+    TensorSource,
+    Trainer,
+    TrainerConfig,
+)
+from clipsteer.sae.commands import TrainConfig, apply_recipe, build_recipes
+from clipsteer.sae.recipe import RECIPES
+from clipsteer.sae.trainer import fit_encoder_scale_
+from conftest import SparseWorld
+
+D = 32
+
+
+def initialised(world: SparseWorld, architecture: str, encoder_init: str, d_sae: int = 256) -> SparseAutoencoder:
+    k = 4 if architecture in ("topk", "batchtopk") else None
+    recipe = SAERecipe("a", SAEConfig(d_in=D, d_sae=d_sae, architecture=architecture, k=k),
+                       ObjectiveConfig(jumprelu_init_threshold=0.05))
+    trainer = Trainer([recipe], TensorSource(world.data[:2048]),
+                      TrainerConfig(tokens_per_batch=256, total_tokens=256, init_samples=1024, encoder_init=encoder_init,
+                                    progress=False))
+    (updater,) = trainer._build_updaters()
+    trainer._initialise([updater])
+    return updater.sae
+
+
+def normalised_residual(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[float, float]:
+    """(Σ‖x̃ − x̂̃‖², Σ‖x̃ − b_dec‖²) in the SAE's normalised space."""
+    sae.train()
+    with torch.no_grad():
+        trace = sae.trace(x)
+        return (float((trace.x_norm - trace.recon_norm).pow(2).sum()),
+                float((trace.x_norm - sae.b_dec).pow(2).sum()))
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_fitted_scale_is_the_least_squares_scale_and_only_rescales_codes(world: SparseWorld, architecture: str) -> None:
+    plain = initialised(world, architecture, "decoder_transpose")
+    fitted = initialised(world, architecture, "fitted_scale")
+    x = world.data[:1024]
+    torch.testing.assert_close(fitted.W_dec, plain.W_dec, rtol=0, atol=0)
+    torch.testing.assert_close(fitted.b_dec, plain.b_dec, rtol=0, atol=0)
+    scale = float(fitted.W_enc.detach().norm() / plain.W_enc.detach().norm())
+    assert scale != pytest.approx(1.0, abs=1e-3)
+    fitted.train(), plain.train()
+    with torch.no_grad():
+        torch.testing.assert_close(fitted.trace(x).recon_norm - fitted.b_dec,
+                                   scale * (plain.trace(x).recon_norm - plain.b_dec), rtol=1e-4, atol=1e-5)
+    # the fit is least squares: after fitting on x, refitting on x finds nothing left to fix; rows of the
+    # same distribution that the init sample did not contain need little
+    assert fit_encoder_scale_(fitted, x) == pytest.approx(1.0, rel=0.05)
+    assert fit_encoder_scale_(fitted, x) == pytest.approx(1.0, rel=1e-4)
+    # so the first reconstruction is never worse than b_dec alone; the plain transpose is far worse for relu
+    residual, baseline = normalised_residual(fitted, x)
+    assert residual <= baseline
+    if architecture == "relu":
+        assert normalised_residual(plain, x)[0] > 4 * baseline   # d_sae/(2 d_in) = 4: a 4x too large reconstruction
+
+
+def test_paper_recipe_restores_the_papers_settings() -> None:
+    paper = apply_recipe(TrainConfig(store=Path("s"), recipe="paper"))
+    assert paper.normalization == "layer_norm" and paper.objective.reconstruction == "paper"
+    assert paper.trainer.encoder_init == "decoder_transpose"
+    assert paper.objective.sparsity_coefficient == 1e-4 and paper.trainer.lr == 4e-4
+    assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.tokens_per_batch == 4096
+    default = apply_recipe(TrainConfig(store=Path("s")))
+    assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init) == (
+        RECIPES["default"].normalization, RECIPES["default"].reconstruction, RECIPES["default"].encoder_init)
+    # explicit choices win over the recipe
+    mixed = apply_recipe(TrainConfig(store=Path("s"), recipe="paper", normalization="none",
+                                     objective=replace(ObjectiveConfig(), reconstruction="mse")))
+    assert mixed.normalization == "none" and mixed.objective.reconstruction == "mse"
+    (built,) = build_recipes(TrainConfig(store=Path("s"), recipe="paper"), d_in=D)
+    assert built.sae.normalization == "layer_norm" and built.objective.reconstruction == "paper"

@@ -1,0 +1,94 @@
+"""Smoke test of benchmarks/peers.py at toy sizes, so the script cannot silently rot.
+
+clipsteer against its own paper recipe always runs; each peer library runs where it is installed
+(`pip install -e .[peers]`) and is skipped with a message otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipsteer.activations.format import StoreSpec
+from clipsteer.activations.writer import StoreWriter
+
+PEERS_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+D, TOKENS, IMAGES = 16, 5, 120
+
+
+def load_peers():
+    spec = importlib.util.spec_from_file_location("peers_benchmark", PEERS_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("peers") / "store"
+    spec = StoreSpec(model_name="fake-clip", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",
+                     tokens="all", dtype="float16", d_model=D, n_tokens_per_image=TOKENS, first_token=0,
+                     shard_rows=128, dataset="fake", dataset_fingerprint="fp", n_images_requested=IMAGES, images_per_batch=20)
+    writer = StoreWriter.open(directory, spec)
+    rows = torch.randn(IMAGES * TOKENS, D, generator=torch.Generator().manual_seed(0)) + 3.0
+    for start in range(0, IMAGES, 20):
+        images = np.arange(start, start + 20)
+        index = np.stack([np.repeat(images, TOKENS), np.tile(np.arange(TOKENS), 20)], axis=1).astype(np.int32)
+        writer.add(start * TOKENS, rows[start * TOKENS:(start + 20) * TOKENS], index, start, start + 20, [])
+    writer.finish(IMAGES, [])
+    return directory
+
+
+def run(store: Path, tmp_path: Path, arch: str, libraries: list[str]) -> dict:
+    peers = load_peers()
+    out = tmp_path / f"peers_{arch}"
+    result = peers.main(["--store", str(store), "--arch", arch, "--expansion", "2", "--k", "4", "--batch", "64",
+                         "--tokens", str(64 * 4), "--evals", "2", "--skip", "1", "--held-out-images", "20",
+                         "--libraries", *libraries, "--out", str(out)])
+    assert json.loads(out.with_suffix(".json").read_text())["setting"]["arch"] == arch
+    assert "| library |" in out.with_suffix(".md").read_text()
+    return result
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk"])
+def test_clipsteer_against_its_paper_recipe(store: Path, tmp_path: Path, arch: str) -> None:
+    result = run(store, tmp_path, arch, ["clipsteer", "clipsteer-paper"])
+    names = [row["library"] for row in result["throughput"]]
+    assert names == ["clipsteer", "clipsteer-paper"]
+    paired = result["throughput"][1]
+    assert paired["ratio_q1"] <= paired["ratio"] <= paired["ratio_q3"] and paired["timed_steps"] == 3
+    for entry in result["quality"]:
+        assert [e["tokens"] for e in entry["evals"]] == [64, 256]
+        last = entry["evals"][-1]
+        assert np.isfinite(last["ev"]) and 0 <= last["dead"] <= 1 and 0 < last["l0"] <= 2 * D
+        if arch == "topk":
+            assert last["l0"] <= 4
+    if arch == "relu":
+        assert set(next(iter(result["frontier_ev_at_l0"].values()))) == {"clipsteer", "clipsteer-paper"}
+
+
+@pytest.mark.parametrize(("peer", "arch"), [("sparsify", "topk"), ("dictionary_learning", "relu")])
+def test_one_peer_side_by_side(store: Path, tmp_path: Path, peer: str, arch: str) -> None:
+    module = load_peers().PEER_MODULES[peer]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{peer} is not installed (pip install -e .[peers] torch==2.13.0 to run it)")
+    result = run(store, tmp_path, arch, ["clipsteer", peer])
+    assert [row["library"] for row in result["throughput"]] == ["clipsteer", peer]
+    assert all(np.isfinite(q["evals"][-1]["ev"]) for q in result["quality"])
+
+
+def test_relu_frontier_interpolates_in_log_l0() -> None:
+    peers = load_peers()
+    assert peers.ev_at_l0([(10.0, 0.5), (1000.0, 0.9)], 100.0) == pytest.approx(0.7)
+    assert peers.ev_at_l0([(10.0, 0.5), (1000.0, 0.9)], 5.0) is None        # no extrapolation
+    quality = [{"library": f"{lib} λ={lam}", "evals": [{"l0": l0, "ev": ev}]}
+               for lib, lam, l0, ev in [("clipsteer", 1, 100.0, 0.8), ("peer", 1, 10.0, 0.6), ("peer", 2, 1000.0, 0.9)]]
+    assert peers.frontier(quality) == {"100.0": {"clipsteer": 0.8, "peer": pytest.approx(0.75)}}
