@@ -127,7 +127,14 @@ def process_group(device: str = "cpu", backend: Backend = "auto", timeout_s: flo
     chosen = pick_backend(device, backend)
     if chosen == "nccl":
         torch.cuda.set_device(rank.local)
-    dist.init_process_group(chosen, timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store, _, _ = next(dist.rendezvous("env://", rank.index, rank.world, timeout=timeout))
+    # torchrun's store outlives this group (the agent hosts it): a second group in the same process (harvest,
+    # then train) must not read the first one's keys, so each group gets its own key prefix.
+    joined = store.add("clipsteer/joined", 1)
+    generation = (joined - 1) // rank.world
+    dist.init_process_group(chosen, store=dist.PrefixStore(f"clipsteer/group_{generation}", store),
+                            rank=rank.index, world_size=rank.world, timeout=timeout)
     try:
         yield rank
     finally:
