@@ -1,11 +1,15 @@
 """Harvest on 2 gloo ranks (CPU processes): a rank dies mid-part, the job is rerun with torchrun through
 `python -m clipsteer harvest`, and the store equals a single-process harvest row for row (and, being cut
-into parts in rank order, in the same order)."""
+into parts in rank order, in the same order). Its parts carry checksums that `clipsteer check` verifies.
+
+No test here can hang: the ranks' collectives time out after RANK_TIMEOUT_S, `run_local` stops its
+processes after JOB_TIMEOUT_S, and the torchrun job runs in its own session, killed whole on timeout."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +21,14 @@ from activation_helpers import labelled_rows, make_image_folder, make_spec, writ
 
 import clipsteer
 from clipsteer.activations import ActivationStore, StoreError, StoreWriter, open_shuffled
-from clipsteer.activations.format import PART_FILE, PROGRESS_FILE, SkippedImage, part_directory
+from clipsteer.activations.check import CheckConfig, check_store
+from clipsteer.activations.format import (
+    PART_FILE,
+    PROGRESS_FILE,
+    SkippedImage,
+    StoreIntegrityError,
+    part_directory,
+)
 from clipsteer.activations.harvest import harvest_dataset
 from clipsteer.activations.parts import begin_parted_store, finish_parted_store, plan_parts
 from clipsteer.data import ImageFolder
@@ -26,6 +37,8 @@ from clipsteer.models.testing import tiny_backbone
 from clipsteer.sae.distributed import Sync, process_group, run_local
 
 SITES = ["blocks.1.resid_post", "blocks.2.resid_post"]
+RANK_TIMEOUT_S = 120     # a rank waiting longer than this for the other at a collective fails
+JOB_TIMEOUT_S = 600      # a 2-process job running longer than this is stopped (a hang) and the test fails
 SETTINGS = dict(images_per_batch=4, shard_rows=30, workers=0, progress=False)
 CORRUPT = (5, 17)
 
@@ -53,7 +66,7 @@ class DiesAt:
 
 def harvest_as_rank(model: Path, images: Path, out: Path, dies_at: int) -> None:
     torch.set_num_threads(1)
-    with process_group() as rank:
+    with process_group(timeout_s=RANK_TIMEOUT_S) as rank:
         dataset = ImageFolder(images)
         harvest_dataset(Backbone.from_pretrained(model), DiesAt(dataset, dies_at) if rank.index == 1 else dataset,
                         SITES, out, dataset_spec=str(images), sync=Sync(rank), **SETTINGS)
@@ -80,7 +93,7 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
 
     out = tmp_path / "ranks"
     with pytest.raises(Exception, match="exit code 17"):  # rank 1 dies at image 20, after its first shard
-        run_local(harvest_as_rank, 2, model, images, out, 20)
+        run_local(harvest_as_rank, 2, model, images, out, 20, timeout_s=JOB_TIMEOUT_S)
     for site in SITES:
         with pytest.raises(StoreError, match="incomplete"):
             ActivationStore.open(out / site)
@@ -93,10 +106,11 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
                                                          os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                "clipsteer", "harvest", "--sites", *SITES, "--out", str(out), "--model", str(model), "--dataset",
-               str(images), "--images-per-batch", "4", "--shard-rows", "30", "--workers", "0"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "resuming at image 16/22" in done.stdout + done.stderr   # rank 1 resumed its part
+               str(images), "--images-per-batch", "4", "--shard-rows", "30", "--workers", "0",
+               "--dist.timeout-s", str(RANK_TIMEOUT_S)]
+    returncode, output = run_job(command, env)
+    assert returncode == 0, output[-3000:]
+    assert "resuming at image 16/22" in output   # rank 1 resumed its part
 
     for site in SITES:
         single, parted = ActivationStore.open(reference[site]), ActivationStore.open(out / site)
@@ -111,6 +125,28 @@ def test_two_rank_harvest_killed_and_rerun_with_torchrun_equals_single_process(t
         # the parts in rank order are the single-process order itself
         assert np.array_equal(single.read_index(0, single.n_rows), parted.read_index(0, parted.n_rows))
         assert np.array_equal(single.image_indices(), parted.image_indices())
+        # every shard of every part is checksummed, and `clipsteer check` verifies them all
+        assert parted.meta.shard_checksums is not None and len(parted.meta.shard_checksums) == parted.n_shards
+        check_store(CheckConfig(out / site, progress=False))
+
+
+def run_job(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a launcher (torchrun) in its own session; on JOB_TIMEOUT_S kill the whole session (launcher and
+    ranks) and fail. Returns (exit status, stdout + stderr)."""
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        output, _ = job.communicate(timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        output, _ = job.communicate()
+        pytest.fail(f"{' '.join(command[:8])} ... still running after {JOB_TIMEOUT_S} s (a hang?); killed its "
+                    f"process group. Output:\n{output[-3000:]}")
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    return job.returncode, output
 
 
 def write_parts(directory: Path, spec, world: int, skip: tuple[int, ...]) -> None:
@@ -152,3 +188,21 @@ def test_a_store_in_parts_reads_like_the_single_process_store(tmp_path: Path) ->
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(StoreError, match="parts cover images"):
         ActivationStore.open(tmp_path / "parts")
+
+
+def test_a_corrupted_part_shard_is_reported_by_check(tmp_path: Path) -> None:
+    spec = make_spec(n_images=10, images_per_batch=3, shard_rows=7)
+    write_parts(tmp_path / "parts", spec, 3, skip=(4,))
+    store = ActivationStore.open(tmp_path / "parts")
+    assert len(store.meta.shard_checksums) == store.n_shards
+    check_store(CheckConfig(tmp_path / "parts", progress=False))   # sound
+    part = json.loads((tmp_path / "parts" / part_directory(1) / PART_FILE).read_text())
+    assert len(part["checksums"]) == part["n_shards"] > 0
+    victim = tmp_path / "parts" / part_directory(1) / "shard_00000.bin"
+    data = bytearray(victim.read_bytes())
+    data[5] ^= 0x01            # one flipped bit, same size: only the checksum can tell
+    victim.write_bytes(bytes(data))
+    with pytest.raises(StoreIntegrityError, match=r"part_00001/shard_00000\.bin: checksum mismatch"):
+        check_store(CheckConfig(tmp_path / "parts", progress=False))
+    with pytest.raises(StoreIntegrityError, match="part_00001/shard_00000.bin"):   # and the training loader
+        next(open_shuffled(tmp_path / "parts", prefetch=False).batches(store.n_rows, seed=0))

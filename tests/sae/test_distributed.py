@@ -1,13 +1,17 @@
 """Training on 2 gloo ranks (CPU processes) against one process: data-parallel training gives the weights of
 single-process training on the same global batches; recipes mode gives each SAE exactly its
 single-process weights; a rank killed mid-run and the job restarted ends exactly where an uninterrupted
-run ends. The ranks are spawned with `run_local` (torchrun's environment without torchrun)."""
+run ends. The ranks are spawned with `run_local` (torchrun's environment without torchrun).
+
+No test here can hang: every rank's collectives time out after RANK_TIMEOUT_S, and `run_local` stops
+its processes (and fails) after JOB_TIMEOUT_S; the last tests show both."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +21,8 @@ import torch
 
 from clipsteer.activations.format import StoreSpec
 from clipsteer.activations.writer import StoreWriter
+from clipsteer.errors import FolderLockedError
+from clipsteer.run_folder import folder_lock
 from clipsteer.sae import (
     SAEConfig,
     SAERecipe,
@@ -33,6 +39,7 @@ from clipsteer.sae.distributed import (
     Rank,
     RankSlice,
     Sync,
+    job_folder_lock,
     pick_backend,
     process_group,
     recipes_for,
@@ -42,6 +49,8 @@ from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.updater import SAEUpdater
 
 D, T = 16, 4
+RANK_TIMEOUT_S = 120     # a rank waiting longer than this for the other at a collective fails
+JOB_TIMEOUT_S = 600      # a 2-process job running longer than this is stopped (a hang) and the test fails
 TRAINER = TrainerConfig(tokens_per_batch=64, total_tokens=64 * 10, lr=2e-3, lr_warmup_steps=2, init_samples=128,
                         dead_feature_window=2, feature_sampling_window=4, log_every=3, checkpoint_every=4,
                         progress=False, seed=3)
@@ -71,12 +80,13 @@ def write_store(directory: Path) -> None:
 
 def configs(store: Path, out: Path) -> dict[str, TrainConfig]:
     relu = TrainConfig(store=store, out=out / "relu", architecture="relu", expansion_factor=4,
-                       sweep_sparsity=(3e-3, 1e-2), trainer=TRAINER, dist=DistributedConfig(mode="data"))
+                       sweep_sparsity=(3e-3, 1e-2), trainer=TRAINER,
+                       dist=DistributedConfig(mode="data", timeout_s=RANK_TIMEOUT_S))
     return {"relu": relu,
             "topk": replace(relu, out=out / "topk", architecture="topk", k=2, sweep_sparsity=(),
                             objective=ObjectiveConfig(auxk_k=4)),
             "recipes": replace(relu, out=out / "recipes", sweep_sparsity=(1e-3, 3e-3, 1e-2),
-                               dist=DistributedConfig(mode="recipes"))}
+                               dist=DistributedConfig(mode="recipes", timeout_s=RANK_TIMEOUT_S))}
 
 
 def train_as_rank(store: Path, out: Path) -> None:
@@ -94,7 +104,7 @@ def two_rank_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     """(single-process runs, 2-rank runs) of every config, on one store."""
     root = tmp_path_factory.mktemp("dist_train")
     write_store(root / "store")
-    run_local(train_as_rank, 2, root / "store", root / "ranks")
+    run_local(train_as_rank, 2, root / "store", root / "ranks", timeout_s=JOB_TIMEOUT_S)
     torch.set_num_threads(1)
     for config in configs(root / "store", root / "single").values():
         train(replace(config, dist=DistributedConfig()))
@@ -157,7 +167,7 @@ class KilledAt(RankSlice):
 def trainer_as_rank(runs: list[tuple[Path, int | None]]) -> None:
     torch.set_num_threads(1)
     data = sparse_rows().half().float()  # the store's fp16 values: the same stream as the store tests
-    with process_group() as rank:
+    with process_group(timeout_s=RANK_TIMEOUT_S) as rank:
         for run_dir, kill_at in runs:
             source = KilledAt(TensorSource(data), rank, kill_at) if kill_at is not None and rank.index == 1 \
                 else RankSlice(TensorSource(data), rank)
@@ -167,10 +177,10 @@ def trainer_as_rank(runs: list[tuple[Path, int | None]]) -> None:
 def test_a_rank_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     # one job: an uninterrupted run, then a run whose rank 1 dies at step 6 (after the step-4 checkpoint)
     with pytest.raises(Exception, match="signal|exit"):
-        run_local(trainer_as_rank, 2, [(tmp_path / "whole", None), (tmp_path / "killed", 6)])
+        run_local(trainer_as_rank, 2, [(tmp_path / "whole", None), (tmp_path / "killed", 6)], timeout_s=JOB_TIMEOUT_S)
     assert (tmp_path / "whole" / "saes").is_dir() and not (tmp_path / "killed" / "saes").exists()
     assert (tmp_path / "killed" / "checkpoints" / "step_000000004").is_dir()
-    run_local(trainer_as_rank, 2, [(tmp_path / "killed", None)])   # the restarted job resumes at step 4
+    run_local(trainer_as_rank, 2, [(tmp_path / "killed", None)], timeout_s=JOB_TIMEOUT_S)   # resumes at step 4
     for sae in ("relu", "topk"):
         whole, resumed = (load_sae(tmp_path / run / "saes" / sae).state_dict() for run in ("whole", "killed"))
         for key, value in whole.items():
@@ -217,3 +227,84 @@ def test_backend_follows_the_device_and_bad_launches_are_refused(tmp_path: Path)
     batchtopk = SAEConfig(d_in=D, d_sae=4 * D, architecture="batchtopk", k=2)
     with pytest.raises(ValueError, match="batchtopk SAEs is not supported"):
         SAEUpdater(SAERecipe("b", batchtopk), SparseAutoencoder(batchtopk), TRAINER, Sync(Rank(0, 2)))
+
+
+# ----- the output folder's lock under ranks ------------------------------------------------------------------
+def lock_as_rank(folder: Path, report: Path) -> None:
+    """Enter job_folder_lock(folder) as one of 2 ranks; inside it, rank 1 tries the lock itself (rank 0 holds
+    it, so it must be refused). Writes what happened to report/rank_<r>.txt."""
+    with process_group(timeout_s=RANK_TIMEOUT_S) as rank:
+        outcome = []
+        try:
+            with job_folder_lock(folder, "harvest", Sync(rank)):
+                outcome.append("entered")
+                if rank.index == 1:
+                    try:
+                        with folder_lock(folder, "intruder"):
+                            outcome.append("intruder got the lock")
+                    except FolderLockedError as error:
+                        outcome.append(f"intruder refused: {error}")
+        except (FolderLockedError, DistributedError) as error:
+            outcome.append(f"{type(error).__name__}: {error}")
+        (report / f"rank_{rank.index}.txt").write_text("\n".join(outcome))
+
+
+def test_rank_0_holds_the_folder_lock_for_the_job_and_every_rank_learns_when_it_is_taken(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    report.mkdir()
+    run_local(lock_as_rank, 2, tmp_path / "out", report, timeout_s=JOB_TIMEOUT_S)
+    said = {r: (report / f"rank_{r}.txt").read_text().splitlines() for r in (0, 1)}
+    assert said[0] == ["entered"]
+    assert said[1][0] == "entered" and said[1][1].startswith("intruder refused") and "harvest (pid" in said[1][1]
+
+    with folder_lock(tmp_path / "out", "train"):   # another job holds it: both ranks are refused at once
+        run_local(lock_as_rank, 2, tmp_path / "out", report, timeout_s=JOB_TIMEOUT_S)
+    said = {r: (report / f"rank_{r}.txt").read_text() for r in (0, 1)}
+    assert said[0].startswith("FolderLockedError") and "clipsteer train (pid" in said[0]
+    assert said[1].startswith("DistributedError: rank 0 of 2 failed: FolderLockedError")
+
+
+def test_recipes_mode_ranks_share_the_folder_and_refuse_an_exclusive_writer(tmp_path: Path) -> None:
+    with folder_lock(tmp_path, "train --dist.mode recipes", shared=True), \
+            folder_lock(tmp_path, "train --dist.mode recipes", shared=True):   # two ranks of one sweep
+        with pytest.raises(FolderLockedError, match="being written by clipsteer train --dist.mode recipes"):
+            with folder_lock(tmp_path, "train"):
+                pass
+    with folder_lock(tmp_path, "train"):
+        with pytest.raises(FolderLockedError, match="clipsteer train \\(pid"):
+            with folder_lock(tmp_path, "train --dist.mode recipes", shared=True):
+                pass
+
+
+# ----- no multi-process test can hang ----------------------------------------------------------------------------
+def wait_forever(pids: Path) -> None:
+    (pids / f"{os.getpid()}").touch()
+    time.sleep(3600)
+
+
+def barrier_alone(pids: Path) -> None:
+    """Rank 1 leaves at once; rank 0 waits for it at a barrier with a 5 s timeout."""
+    (pids / f"{os.getpid()}").touch()
+    with process_group(timeout_s=5) as rank:
+        if rank.index == 0:
+            Sync(rank).barrier()
+
+
+def test_a_hung_job_is_stopped_with_its_processes_and_reported(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(DistributedError, match=r"ranks \[0, 1\] of 2 were still running after 20 s"):
+        run_local(wait_forever, 2, tmp_path, timeout_s=20)
+    assert time.monotonic() - started < 120
+    pids = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(pids) == 2
+    for pid in pids:   # stopped and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_rank_waiting_at_a_barrier_for_a_rank_that_left_fails_instead_of_hanging(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(Exception, match="rank 0|Process 0") as failure:
+        run_local(barrier_alone, 2, tmp_path, timeout_s=JOB_TIMEOUT_S)
+    assert not isinstance(failure.value, DistributedError), "the barrier's own timeout should end it"
+    assert time.monotonic() - started < 120
