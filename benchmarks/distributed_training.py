@@ -65,6 +65,7 @@ def main() -> None:
     if args.quick:
         args.d_in, args.batch, args.steps, args.rounds = 128, 1024, 10, 2
     shape = (args.d_in, args.expansion, args.batch, args.steps)
+    load_before = os.getloadavg()
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "rank0.json"
@@ -75,9 +76,10 @@ def main() -> None:
             speeds[f"{args.ranks} ranks (gloo), 1 thread each"] = json.loads(report.read_text())["tokens_per_s"]
             for name, speed in speeds.items():
                 best[name] = max(best.get(name, 0.0), speed)
-    one, five, fifteen = os.getloadavg()
+    load_after = os.getloadavg()
     print(f"ReLU SAE d_in {args.d_in} × {args.expansion}, global batch {args.batch}, {args.steps} steps, best of "
-          f"{args.rounds} rounds; load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs")
+          f"{args.rounds} rounds; load average (1, 5, 15 min) before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}, on {os.cpu_count()} CPUs")
     base = best["1 process, 1 thread"]
     for name, speed in best.items():
         print(f"  {name:<32} {speed:>10.0f} tokens/s   {speed / base:.2f}× 1 process, 1 thread")
