@@ -206,3 +206,26 @@ def test_a_corrupted_part_shard_is_reported_by_check(tmp_path: Path) -> None:
         check_store(CheckConfig(tmp_path / "parts", progress=False))
     with pytest.raises(StoreIntegrityError, match="part_00001/shard_00000.bin"):   # and the training loader
         next(open_shuffled(tmp_path / "parts", prefetch=False).batches(store.n_rows, seed=0))
+
+
+def refused_as_rank(model: Path, images: Path, out: Path, report: Path) -> None:
+    """harvest_as_rank, writing the error each rank stops with to report/rank_<r>.txt."""
+    try:
+        harvest_as_rank(model, images, out, dies_at=-1)
+    except Exception as error:   # noqa: BLE001
+        (report / f"rank_{os.environ['RANK']}.txt").write_text(f"{type(error).__name__}: {error}")
+
+
+def test_a_failure_rank_0_sees_stops_every_rank(tmp_path: Path) -> None:
+    """OUT holds a store of another harvest: rank 0 refuses it, and rank 1 stops too instead of waiting."""
+    model = tiny_backbone(seed=0).save_pretrained(tmp_path / "model")
+    images = make_image_folder(tmp_path / "images", 6)
+    torch.set_num_threads(1)
+    harvest_dataset(Backbone.from_pretrained(model), ImageFolder(images), SITES[:1], tmp_path / "out",
+                    dataset_spec=str(images), **{**SETTINGS, "images_per_batch": 3})
+    report = tmp_path / "report"
+    report.mkdir()
+    run_local(refused_as_rank, 2, model, images, tmp_path / "out", report, timeout_s=JOB_TIMEOUT_S)
+    said = {r: (report / f"rank_{r}.txt").read_text() for r in (0, 1)}
+    assert said[0].startswith("StoreMismatchError") and "images_per_batch" in said[0]
+    assert said[1].startswith("DistributedError: rank 0 of 2 failed: StoreMismatchError")
