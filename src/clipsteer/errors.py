@@ -11,7 +11,9 @@ be written), so library users need not import this module to handle them.
     │   └── IntegrityError                checksum mismatch or non-finite values in stored data
     ├── RunFolderError     (ValueError)   an output folder that holds a different run
     │   └── FolderLockedError             another process is writing to the same output folder
-    └── OutputError        (OSError)      an output that cannot be written (read-only, full disk, ...)
+    ├── OutputError        (OSError)      an output that cannot be written (read-only, full disk, ...)
+    └── DistributedError   (RuntimeError) a torchrun launch that cannot work, or another rank's failure
+                                          (defined in clipsteer.sae.distributed)
 """
 
 from __future__ import annotations

@@ -31,11 +31,13 @@ LOCK_FILE = ".clipsteer.lock"
 
 
 @contextmanager
-def folder_lock(folder: str | Path, command: str) -> Iterator[Path]:
+def folder_lock(folder: str | Path, command: str, shared: bool = False) -> Iterator[Path]:
     """Create `folder` (OutputError naming it when that fails) and hold its advisory lock.
 
     A second writer (another process, or a second lock in this one) gets FolderLockedError naming
-    the folder and the holder. Yields the folder.
+    the folder and the holder. Yields the folder. `shared=True` takes the lock shared: several holders
+    at once (the ranks of one job that each write only their own sub-folder), while an exclusive
+    writer is refused and refuses them (see docs/scaling-out.md).
     """
     folder = make_folder(Path(folder))
     path = folder / LOCK_FILE
@@ -45,12 +47,12 @@ def folder_lock(folder: str | Path, command: str) -> Iterator[Path]:
         raise output_error(path, err, "create the lock file") from err
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise FolderLockedError(f"{folder} is being written by {holder}; wait for it to finish or choose "
                                     "another output folder") from None
-        os.ftruncate(fd, 0)
+        os.ftruncate(fd, 0)   # the holder's name, for the message another writer gets
         os.pwrite(fd, f"clipsteer {command} (pid {os.getpid()})\n".encode(), 0)
         yield folder
     finally:

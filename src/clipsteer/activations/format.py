@@ -1,4 +1,4 @@
-"""The on-disk ActivationStore format (version 1): file names, metadata schema, validation.
+"""The on-disk ActivationStore format (versions 1 and 2): file names, metadata schema, validation.
 
 One store = one directory holding the activations of one site:
 
@@ -16,6 +16,19 @@ token order, so harvested image k owns rows [k·T, (k+1)·T). `image_index` is t
 images leave gaps); `token_index` is the position in the model's full token layout (0 = CLS, 1.. =
 patches, row-major), so row r has token_index = first_token + r mod T. Nothing is pickled; raw
 shards are read with `numpy.memmap`.
+
+Version 2 (written by a harvest of W > 1 ranks, see `parts.py`) is the same store cut into W parts:
+rank r harvested the contiguous image range [first_image, stop_image) of `parts[r]` into its own folder
+
+    metadata.json        as above, plus "parts": [{directory, first_image, stop_image, n_rows, n_shards}, ...];
+                         `shard_checksums` lists every shard of every part, in global shard order
+    part_00000/          shard_00000.bin/.idx ... (every shard full except the part's last), part.json
+    part_00001/ ...      (part.json: the part's counts, skipped images and its shards' SHA-256)
+
+The global rows are the parts' rows in part order, so a version-2 store holds exactly the rows of a
+single-process (version-1) harvest, in the same order; only the shard boundaries differ, and
+`StoreMetadata.shards` maps a global shard number to its files. Version-1 stores are written and read
+as before.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -35,8 +49,10 @@ from clipsteer.errors import InputFormatError, IntegrityError
 from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection, token_slice
 
 FORMAT_VERSION = 1
+PARTS_FORMAT_VERSION = 2        # a store harvested in parts (several ranks); the fingerprint keeps version 1
 METADATA_FILE = "metadata.json"
 PROGRESS_FILE = "progress.json"
+PART_FILE = "part.json"         # a finished part of a multi-rank harvest (writer.py)
 VALUE_DTYPE = np.dtype("<u2")   # raw 16-bit patterns of fp16 / bf16 values
 BYTES_PER_VALUE = VALUE_DTYPE.itemsize
 INDEX_DTYPE = np.dtype("<i4")   # (image_index, token_index)
@@ -72,6 +88,10 @@ def shard_file(i: int) -> str:
 
 def index_file(i: int) -> str:
     return f"shard_{i:05d}.idx"
+
+
+def part_directory(rank: int) -> str:
+    return f"part_{rank:05d}"
 
 
 def tokens_layout(tokens: TokenSelection, n_tokens_model: int) -> tuple[int, int]:
@@ -136,6 +156,27 @@ class SkippedImage:
 
 
 @dataclass(frozen=True)
+class StorePart:
+    """One rank's share of a version-2 store: dataset images [first_image, stop_image) in `directory`."""
+
+    directory: str
+    first_image: int
+    stop_image: int
+    n_rows: int = 0
+    n_shards: int = 0
+
+
+@dataclass(frozen=True)
+class ShardLocation:
+    """Where global shard i lives: its files (relative to the store) and its global rows [start, start + rows)."""
+
+    values: str
+    index: str
+    start: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class StoreMetadata:
     spec: StoreSpec
     fingerprint: str
@@ -146,19 +187,43 @@ class StoreMetadata:
     skipped: tuple[SkippedImage, ...] = ()
     shard_checksums: tuple[tuple[str, str], ...] | None = None   # per shard (values, index) SHA-256; None: older store
     nonfinite_images: tuple[int, ...] = ()                        # images with NaN/inf rows (--nonfinite record)
-    format_version: int = FORMAT_VERSION
+    parts: tuple[StorePart, ...] = ()     # empty: a version-1 (single-part) store
+
+    @property
+    def format_version(self) -> int:
+        return PARTS_FORMAT_VERSION if self.parts else FORMAT_VERSION
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return TORCH_DTYPES[self.spec.dtype]
 
+    @cached_property
+    def shards(self) -> tuple[ShardLocation, ...]:
+        """Every shard in global row order (a complete store's)."""
+        s = self.spec.shard_rows
+        if not self.parts:
+            return tuple(ShardLocation(shard_file(i), index_file(i), i * s, min(s, self.n_rows - i * s))
+                         for i in range(self.n_shards))
+        out, start = [], 0
+        for part in self.parts:
+            for j in range(part.n_shards):
+                out.append(ShardLocation(f"{part.directory}/{shard_file(j)}", f"{part.directory}/{index_file(j)}",
+                                         start + j * s, min(s, part.n_rows - j * s)))
+            start += part.n_rows
+        return tuple(out)
+
     def shard_rows(self, i: int) -> int:
         """Rows in shard i."""
         assert 0 <= i < self.n_shards, f"shard {i} out of range 0..{self.n_shards - 1}"
-        return min(self.spec.shard_rows, self.n_rows - i * self.spec.shard_rows)
+        return self.shards[i].rows
+
+    def shard_start(self, i: int) -> int:
+        """Global row index of shard i's first row."""
+        assert 0 <= i < self.n_shards, f"shard {i} out of range 0..{self.n_shards - 1}"
+        return self.shards[i].start
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        obj = {
             "format_version": self.format_version, "complete": self.complete, "fingerprint": self.fingerprint,
             **dataclasses.asdict(self.spec),
             "n_rows": self.n_rows, "n_images": self.n_images, "n_shards": self.n_shards,
@@ -166,6 +231,9 @@ class StoreMetadata:
             "shard_checksums": None if self.shard_checksums is None else [list(c) for c in self.shard_checksums],
             "nonfinite_images": list(self.nonfinite_images),
         }
+        if self.parts:
+            obj["parts"] = [dataclasses.asdict(p) for p in self.parts]
+        return obj
 
     @classmethod
     def from_json(cls, obj: Any, source: Path) -> StoreMetadata:
@@ -173,9 +241,10 @@ class StoreMetadata:
         if not isinstance(obj, dict):
             raise StoreError(f"{source}: expected a JSON object, got {type(obj).__name__}")
         version = obj.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, PARTS_FORMAT_VERSION):
             raise StoreError(f"{source}: format_version {version!r} is not supported; this clipsteer reads "
-                             f"format_version {FORMAT_VERSION} (re-harvest with this version)")
+                             f"format_version {FORMAT_VERSION} and {PARTS_FORMAT_VERSION} (re-harvest with this "
+                             "version)")
         obj = {RENAMED_FIELDS.get(k, k): v for k, v in obj.items()}
         spec_kwargs = {}
         for f in dataclasses.fields(StoreSpec):
@@ -202,12 +271,25 @@ class StoreMetadata:
         nonfinite = obj.get("nonfinite_images", [])
         if not (isinstance(nonfinite, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in nonfinite)):
             raise StoreError(f"{source}: field 'nonfinite_images' expected a list of image indices")
+        parts = []
+        if version == PARTS_FORMAT_VERSION:
+            for j, p in enumerate(_field(obj, "parts", list, source)):
+                where = f"parts[{j}]"
+                if not isinstance(p, dict):
+                    raise StoreError(f"{source}: field {where!r} expected an object, got {p!r}")
+                parts.append(StorePart(_field(p, "directory", str, source, where),
+                                       *(_field(p, name, int, source, where)
+                                         for name in ("first_image", "stop_image", "n_rows", "n_shards"))))
+            if not parts or any(p.directory != part_directory(j) for j, p in enumerate(parts)):
+                raise StoreError(f"{source}: field 'parts' must list part_00000, part_00001, ... in order")
+        elif "parts" in obj:
+            raise StoreError(f"{source}: a format_version {FORMAT_VERSION} store has no 'parts' field")
         meta = cls(spec=spec, fingerprint=_field(obj, "fingerprint", str, source),
                    complete=_field(obj, "complete", bool, source), n_rows=_field(obj, "n_rows", int, source),
                    n_images=_field(obj, "n_images", int, source), n_shards=_field(obj, "n_shards", int, source),
                    skipped=tuple(skipped),
                    shard_checksums=None if checksums is None else tuple((c[0], c[1]) for c in checksums),
-                   nonfinite_images=tuple(nonfinite))
+                   nonfinite_images=tuple(nonfinite), parts=tuple(parts))
         if meta.fingerprint not in (spec.fingerprint(), spec.first_fingerprint()):
             raise StoreError(f"{source}: fingerprint {meta.fingerprint} does not match the fields it describes "
                              f"({spec.fingerprint()}); the file was edited or corrupted")
@@ -221,8 +303,17 @@ class StoreMetadata:
         problems = []
         if self.n_rows != self.n_images * t:
             problems.append(f"n_rows={self.n_rows} but n_images×n_tokens_per_image={self.n_images}×{t}")
-        if self.n_shards != math.ceil(self.n_rows / s):
-            problems.append(f"n_shards={self.n_shards} but ceil(n_rows / shard_rows)={math.ceil(self.n_rows / s)}")
+        pieces = [(p.n_rows, p.n_shards) for p in self.parts] if self.parts else [(self.n_rows, self.n_shards)]
+        if any(n_shards != math.ceil(n_rows / s) for n_rows, n_shards in pieces):
+            problems.append(f"(n_rows, n_shards) {pieces} but each part needs ceil(n_rows / shard_rows={s}) shards")
+        if self.parts:
+            if sum(r for r, _ in pieces) != self.n_rows or sum(n for _, n in pieces) != self.n_shards:
+                problems.append(f"the parts hold {sum(r for r, _ in pieces)} rows in {sum(n for _, n in pieces)} "
+                                f"shards, the store says {self.n_rows} rows in {self.n_shards}")
+            bounds = [(p.first_image, p.stop_image) for p in self.parts]
+            if bounds[0][0] != 0 or bounds[-1][1] != self.spec.n_images_requested or any(
+                    a[1] != b[0] for a, b in zip(bounds, bounds[1:], strict=False)):
+                problems.append(f"parts cover images {bounds}, not [0, {self.spec.n_images_requested}) in order")
         if self.n_images + len(self.skipped) != self.spec.n_images_requested:
             problems.append(f"n_images={self.n_images} + skipped={len(self.skipped)} ≠ "
                             f"n_images_requested={self.spec.n_images_requested}")

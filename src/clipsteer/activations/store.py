@@ -16,9 +16,7 @@ from clipsteer.activations.format import (
     StoreIntegrityError,
     StoreMetadata,
     file_sha256,
-    index_file,
     read_metadata,
-    shard_file,
 )
 
 
@@ -30,6 +28,7 @@ class ActivationStore:
         self.meta = meta
         self._values: dict[int, np.memmap] = {}
         self._index: dict[int, np.memmap] = {}
+        self._starts = np.array([shard.start for shard in meta.shards], dtype=np.int64)
 
     @classmethod
     def open(cls, directory: str | Path) -> ActivationStore:
@@ -45,11 +44,10 @@ class ActivationStore:
                              f"{' (progress.json present)' if resumable else ''}; rerun the same `clipsteer "
                              f"harvest` command to resume it")
         store = cls(directory, meta)
-        for i in range(meta.n_shards):
-            store._check_file(shard_file(i), meta.shard_rows(i) * meta.spec.d_model * VALUE_DTYPE.itemsize,
-                              f"{meta.shard_rows(i)} rows × d_model {meta.spec.d_model} × 2 bytes")
-            store._check_file(index_file(i), meta.shard_rows(i) * 2 * INDEX_DTYPE.itemsize,
-                              f"{meta.shard_rows(i)} rows × 2 int32")
+        for shard in meta.shards:
+            store._check_file(shard.values, shard.rows * meta.spec.d_model * VALUE_DTYPE.itemsize,
+                              f"{shard.rows} rows × d_model {meta.spec.d_model} × 2 bytes")
+            store._check_file(shard.index, shard.rows * 2 * INDEX_DTYPE.itemsize, f"{shard.rows} rows × 2 int32")
         return store
 
     def _check_file(self, name: str, expected: int, what: str) -> None:
@@ -66,7 +64,8 @@ class ActivationStore:
         """Hash shard i's two files against metadata.json (a no-op for stores written without checksums)."""
         if self.meta.shard_checksums is None:
             return
-        for name, expected in zip((shard_file(i), index_file(i)), self.meta.shard_checksums[i], strict=True):
+        shard = self.meta.shards[i]
+        for name, expected in zip((shard.values, shard.index), self.meta.shard_checksums[i], strict=True):
             got = file_sha256(self.directory / name)
             if got != expected:
                 raise StoreIntegrityError(f"{self.directory / name}: checksum mismatch (SHA-256 {got[:12]}…, "
@@ -88,7 +87,7 @@ class ActivationStore:
             images = sorted({int(j) for j in np.asarray(self.shard_index(i))[bad, 0]})
             recorded = " (harvested with --nonfinite record)" if self.meta.nonfinite_images else ""
             raise StoreIntegrityError(
-                f"{self.directory / shard_file(i)}: {int(bad.sum())} rows hold NaN/inf (images "
+                f"{self.directory / self.meta.shards[i].values}: {int(bad.sum())} rows hold NaN/inf (images "
                 f"{images[:5]}{' ...' if len(images) > 5 else ''}){recorded}; an SAE cannot train on them: "
                 f"harvest {self.directory} again without those images")
 
@@ -124,14 +123,18 @@ class ActivationStore:
 
     def shard_start(self, i: int) -> int:
         """Global row index of shard i's first row."""
-        return i * self.meta.spec.shard_rows
+        return self.meta.shard_start(i)
+
+    def shard_of(self, row: int) -> int:
+        """The shard holding global row `row`."""
+        return int(np.searchsorted(self._starts, row, side="right")) - 1
 
     # ------------------------------------------------------------------ raw access
     def shard_values(self, i: int) -> np.memmap:
         """Raw 16-bit patterns of shard i, [rows, d_model] (use `as_tensor` to reinterpret)."""
         if i not in self._values:
             rows = self.meta.shard_rows(i)
-            self._values[i] = np.memmap(self.directory / shard_file(i), dtype=VALUE_DTYPE, mode="r",
+            self._values[i] = np.memmap(self.directory / self.meta.shards[i].values, dtype=VALUE_DTYPE, mode="r",
                                         shape=(rows, self.d_model))
         return self._values[i]
 
@@ -139,7 +142,8 @@ class ActivationStore:
         """(image_index, token_index) of shard i's rows, int32 [rows, 2]."""
         if i not in self._index:
             rows = self.meta.shard_rows(i)
-            self._index[i] = np.memmap(self.directory / index_file(i), dtype=INDEX_DTYPE, mode="r", shape=(rows, 2))
+            self._index[i] = np.memmap(self.directory / self.meta.shards[i].index, dtype=INDEX_DTYPE, mode="r",
+                                       shape=(rows, 2))
         return self._index[i]
 
     def as_tensor(self, raw: np.ndarray) -> Tensor:
@@ -160,11 +164,11 @@ class ActivationStore:
         if not 0 <= start <= stop <= self.n_rows:
             raise IndexError(f"{self.directory}: rows [{start}, {stop}) out of range [0, {self.n_rows})")
         out = np.empty((stop - start, self.d_model), dtype=np.uint16)
-        s = self.meta.spec.shard_rows
         row = start
         while row < stop:
-            i = row // s
-            a, b = row - i * s, min(stop - i * s, self.meta.shard_rows(i))
+            i = self.shard_of(row)
+            first = self.shard_start(i)
+            a, b = row - first, min(stop - first, self.meta.shard_rows(i))
             out[row - start:row - start + b - a] = self.shard_values(i)[a:b]
             row += b - a
         return torch.from_numpy(out).view(self.torch_dtype)
@@ -173,12 +177,12 @@ class ActivationStore:
         """(image_index, token_index) of rows [start, stop), int32 [stop − start, 2]."""
         if not 0 <= start <= stop <= self.n_rows:
             raise IndexError(f"{self.directory}: rows [{start}, {stop}) out of range [0, {self.n_rows})")
-        s = self.meta.spec.shard_rows
         parts = []
         row = start
         while row < stop:
-            i = row // s
-            a, b = row - i * s, min(stop - i * s, self.meta.shard_rows(i))
+            i = self.shard_of(row)
+            first = self.shard_start(i)
+            a, b = row - first, min(stop - first, self.meta.shard_rows(i))
             parts.append(np.asarray(self.shard_index(i)[a:b]))
             row += b - a
         return np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int32)
@@ -187,10 +191,9 @@ class ActivationStore:
         """Dataset index of each harvested image, int64 [n_images] (ascending)."""
         t = self.n_tokens_per_image
         out = np.empty(self.n_images, dtype=np.int64)
-        s = self.meta.spec.shard_rows
         for i in range(self.n_shards):
             start = self.shard_start(i)
             first = -(-start // t) * t            # first image-start row in this shard
             rows = np.arange(first, start + self.meta.shard_rows(i), t)
-            out[rows // t] = self.shard_index(i)[rows - i * s, 0]
+            out[rows // t] = self.shard_index(i)[rows - start, 0]
         return out

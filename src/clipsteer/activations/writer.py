@@ -14,6 +14,11 @@ Protocol (what makes resume exact):
   then metadata.json. Rows holding NaN/inf are refused (StoreIntegrityError naming the images) or,
   with `nonfinite="record"`, stored and their images listed in `nonfinite_images`.
 Memory is bounded by one shard buffer plus the chunk being added.
+
+A *part* writer (`StoreWriter.open_part`, used by a multi-rank harvest, see parts.py) writes the same way
+into one rank's `part_NNNNN/` folder, for the images [first_image, stop_image) only; its rows are numbered
+from 0 within the part, and `finish_part()` records the part (counts, skipped images, each shard's
+SHA-256, images with NaN/inf rows) in `part.json` instead of `metadata.json`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import Tensor
 from clipsteer.activations.format import (
     INDEX_DTYPE,
     METADATA_FILE,
+    PART_FILE,
     PROGRESS_FILE,
     TORCH_DTYPES,
     VALUE_DTYPE,
@@ -83,11 +89,45 @@ class Progress:
         return progress
 
 
+@dataclass(frozen=True)
+class PartRecord:
+    """`part.json`: a finished part of a multi-rank store (one rank's images [first_image, stop_image))."""
+
+    fingerprint: str
+    first_image: int
+    stop_image: int
+    n_rows: int
+    n_images: int
+    n_shards: int
+    skipped: tuple[SkippedImage, ...]
+    checksums: tuple[tuple[str, str], ...]   # (values, index) SHA-256 of each of the part's shards
+    nonfinite_images: tuple[int, ...] = ()   # images of the part with NaN/inf rows (--nonfinite record)
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                "checksums": [list(c) for c in self.checksums], "nonfinite_images": list(self.nonfinite_images)}
+
+    @classmethod
+    def read(cls, path: Path) -> PartRecord:
+        try:
+            obj = json.loads(path.read_text())
+            skipped = tuple(SkippedImage(int(s["index"]), str(s["name"]), str(s["error"])) for s in obj["skipped"])
+            checksums = tuple((str(a), str(b)) for a, b in obj["checksums"])
+            record = cls(str(obj["fingerprint"]), *(int(obj[k]) for k in ("first_image", "stop_image", "n_rows",
+                                                                           "n_images", "n_shards")), skipped,
+                         checksums, tuple(int(i) for i in obj.get("nonfinite_images", [])))
+            assert len(record.checksums) == record.n_shards, f"{len(checksums)} checksums for {record.n_shards} shards"
+            return record
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
+            raise StoreError(f"{path}: unreadable part record ({type(err).__name__}: {err}); delete {path.parent} "
+                             "and rerun the harvest to redo that part") from err
+
+
 class StoreWriter:
     """Writes one store. Use `StoreWriter.open(directory, spec)`; then `add(...)` chunks; then `finish(...)`."""
 
     def __init__(self, directory: Path, spec: StoreSpec, progress: Progress, complete: bool,
-                 nonfinite: NonFinite = "refuse"):
+                 nonfinite: NonFinite = "refuse", images: tuple[int, int] | None = None):
         self.directory = directory
         self.nonfinite = nonfinite
         self._nonfinite_images: set[int] = set(progress.nonfinite)
@@ -95,6 +135,8 @@ class StoreWriter:
         self.fingerprint = spec.fingerprint()
         self.progress = progress
         self.complete = complete
+        self.is_part = images is not None
+        self.first_image, self.stop_image = images if images is not None else (0, spec.n_images_requested)
         self._values = np.empty((spec.shard_rows, spec.d_model), dtype=VALUE_DTYPE)
         self._index = np.empty((spec.shard_rows, 2), dtype=INDEX_DTYPE)
         self._fill = 0   # rows buffered in the current (incomplete) shard
@@ -122,6 +164,10 @@ class StoreWriter:
             if meta.complete:
                 return cls(directory, spec, Progress(meta.n_shards, spec.n_images_requested, meta.n_rows,
                                                      meta.skipped), complete=True, nonfinite=nonfinite)
+            if meta.parts:
+                raise StoreError(f"{directory} holds a harvest started by {len(meta.parts)} ranks under torchrun; "
+                                 f"resume it with `torchrun --nproc-per-node {len(meta.parts)} -m clipsteer harvest "
+                                 f"...` (same arguments), or delete {directory} to start over")
             progress_path = directory / PROGRESS_FILE
             progress = Progress.read(progress_path, meta.fingerprint) if progress_path.is_file() else Progress()
             writer = cls(directory, spec, progress, complete=False, nonfinite=nonfinite)
@@ -135,9 +181,34 @@ class StoreWriter:
         writer._write_metadata(complete=False, n_rows=0, n_images=0, n_shards=0, skipped=())
         return writer
 
+    @classmethod
+    def open_part(cls, directory: Path, spec: StoreSpec, first_image: int, stop_image: int,
+                  nonfinite: NonFinite = "refuse") -> StoreWriter:
+        """Create or resume the part folder of one rank (images [first_image, stop_image)); the store's
+        metadata.json, one level up, has already been checked against `spec` by the caller."""
+        directory = Path(directory)
+        images = (first_image, stop_image)
+        record_path = directory / PART_FILE
+        if record_path.is_file():
+            record = PartRecord.read(record_path)
+            if (record.fingerprint, record.first_image, record.stop_image) != (spec.fingerprint(), *images):
+                raise StoreMismatchError(f"{record_path} records images [{record.first_image}, {record.stop_image}) "
+                                         f"of harvest {record.fingerprint}, not [{first_image}, {stop_image}) of "
+                                         f"{spec.fingerprint()}; delete {directory.parent} to start over")
+            return cls(directory, spec, Progress(record.n_shards, stop_image, record.n_rows, record.skipped,
+                                                 record.checksums, record.nonfinite_images),
+                       complete=True, nonfinite=nonfinite, images=images)
+        progress_path = directory / PROGRESS_FILE
+        progress = (Progress.read(progress_path, spec.fingerprint()) if progress_path.is_file()
+                    else Progress(resume_image=first_image))
+        make_folder(directory)
+        writer = cls(directory, spec, progress, complete=False, nonfinite=nonfinite, images=images)
+        writer._remove_stray_files()
+        return writer
+
     def _remove_stray_files(self) -> None:
         """Shards beyond the recorded progress (written just before a kill) and temp files are discarded."""
-        keep = {METADATA_FILE, PROGRESS_FILE}
+        keep = {PROGRESS_FILE} if self.is_part else {METADATA_FILE, PROGRESS_FILE}
         keep |= {shard_file(i) for i in range(self.progress.n_shards)}
         keep |= {index_file(i) for i in range(self.progress.n_shards)}
         for path in self.directory.iterdir():
@@ -244,7 +315,7 @@ class StoreWriter:
 
     def finish(self, n_images: int, skipped: Sequence[SkippedImage]) -> StoreMetadata:
         """Write the last (short) shard and mark the store complete. n_images: harvested images."""
-        assert not self.complete, f"{self.directory}: store is already complete"
+        assert not self.complete and not self.is_part, f"{self.directory}: store is complete, or a part"
         n_rows = self.position
         if n_rows == 0:
             raise StoreError(f"{self.directory}: no rows to store (every image was skipped?)")
@@ -257,6 +328,23 @@ class StoreWriter:
         fsync_dir(self.directory)
         self.complete = True
         return meta
+
+    def finish_part(self, n_images: int, skipped: Sequence[SkippedImage]) -> PartRecord:
+        """Write the part's last (short) shard and its part.json (a part may hold no rows at all)."""
+        assert self.is_part and not self.complete, f"{self.directory}: not an unfinished part"
+        n_rows = self.position
+        if self._fill:
+            self._write_shard((self.stop_image, n_rows), skipped)
+        record = PartRecord(self.fingerprint, self.first_image, self.stop_image, n_rows, n_images,
+                            self.progress.n_shards, tuple(sorted(skipped, key=lambda s: s.index)),
+                            self.progress.checksums, tuple(sorted(self._nonfinite_images)))
+        assert record.n_rows == n_images * self.spec.n_tokens_per_image
+        assert n_images + len(record.skipped) == self.stop_image - self.first_image
+        atomic_write_json(self.directory / PART_FILE, record.to_json())
+        (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        self.complete = True
+        return record
 
     def _write_metadata(self, complete: bool, n_rows: int, n_images: int, n_shards: int,
                         skipped: tuple[SkippedImage, ...], checksums: tuple[tuple[str, str], ...] = (),

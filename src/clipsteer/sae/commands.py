@@ -7,6 +7,12 @@
 
 Rerunning the same command resumes from the newest checkpoint in `--out`. The final SAEs land in
 `<out>/saes/<name>/` (config.json + sae.safetensors).
+
+Under torchrun (docs/scaling-out.md) `--dist.mode recipes` spreads the sweep's SAEs over the ranks (rank r
+keeps its run folder in `<out>/rank_<r>/`), and `--dist.mode data` trains every SAE data-parallel in
+`<out>` itself (rank 0 writes):
+
+    torchrun --nproc-per-node 2 -m clipsteer train --store acts/blocks.8.resid_post --dist.mode data
 """
 
 from __future__ import annotations
@@ -15,8 +21,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clipsteer.errors import check_positive
+from clipsteer.run_folder import folder_lock
 from clipsteer.sae.architectures import spec
 from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
+from clipsteer.sae.distributed import (
+    LOCAL,
+    DistributedConfig,
+    DistributedError,
+    Rank,
+    RankSlice,
+    Sync,
+    process_group,
+    recipes_for,
+)
 from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import RECIPES, RecipeName, SAERecipe, TrainerConfig
 from clipsteer.sae.trainer import Trainer
@@ -48,6 +65,8 @@ class TrainConfig:
     """Train one SAE per k (topk / batchtopk), all on the same batches."""
     resume: bool = True
     """Continue from the newest checkpoint in `out` when there is one."""
+    dist: DistributedConfig = DistributedConfig()
+    """How ranks share the work when launched by torchrun (ignored in a single process)."""
 
 
 def _store_description(source: object) -> tuple[str | None, str | None]:
@@ -90,19 +109,48 @@ def build_recipes(config: TrainConfig, d_in: int, site: str | None = None, model
 
 
 def train(config: TrainConfig) -> dict[str, Path]:
-    """Run (or resume) the training described by `config`; returns the saved SAE folders by name."""
+    """Run (or resume) the training described by `config`; returns the SAE folders this process trained
+    (all of them, except in recipes mode under torchrun: this rank's share)."""
+    with process_group(config.trainer.device, config.dist.backend, config.dist.timeout_s) as rank:
+        return _train(config, rank)
+
+
+def _train(config: TrainConfig, rank: Rank) -> dict[str, Path]:
     from clipsteer.activations.loaders import open_shuffled
 
     if config.store is None:
         raise ValueError("train: --store is required (an activation store folder written by `clipsteer harvest`)")
     check_positive(config, ("expansion_factor", "k"))
+    mode = config.dist.mode
+    if rank.world > 1 and mode == "none":
+        raise DistributedError(f"launched as {rank.world} processes but --dist.mode is none; choose --dist.mode "
+                               "recipes (spread the sweep's SAEs over ranks) or data (data-parallel training)")
     source = open_shuffled(config.store, tokens=config.tokens)
     site, model = _store_description(source)
     recipes = build_recipes(config, source.d_in, site, model)
     extra = {"store": str(config.store), "tokens": config.tokens}
-    trainer = Trainer(recipes, source, apply_recipe(config).trainer, run_dir=config.out, extra=extra)
+    trainer_config = apply_recipe(config).trainer
+    if mode == "recipes" and rank.world > 1:
+        # No communication: every rank holds a shared lock on OUT (so a single-process run into OUT is
+        # refused while the sweep runs) and its Trainer the exclusive lock on its own OUT/rank_<r>/.
+        mine = recipes_for(rank, recipes)
+        if not mine:
+            print(f"rank {rank.index}: the sweep has fewer SAEs than the {rank.world} ranks; nothing to train here")
+            return {}
+        with folder_lock(config.out, "train --dist.mode recipes", shared=True):
+            Trainer(mine, source, trainer_config, run_dir=config.out / f"rank_{rank.index}", extra=extra,
+                    saes_dir=config.out / "saes").run(resume=config.resume)
+        folders = {recipe.name: config.out / "saes" / recipe.name for recipe in mine}
+        for name, folder in folders.items():
+            print(f"rank {rank.index}: {name}: {folder}")
+        return folders
+    sync = LOCAL
+    if mode == "data":
+        source, sync = RankSlice(source, rank), Sync(rank)
+    trainer = Trainer(recipes, source, trainer_config, run_dir=config.out, extra=extra, sync=sync)
     trainer.run(resume=config.resume)
     folders = {recipe.name: config.out / "saes" / recipe.name for recipe in recipes}
-    for name, folder in folders.items():
-        print(f"{name}: {folder}")
+    if sync.rank.is_main:
+        for name, folder in folders.items():
+            print(f"{name}: {folder}")
     return folders

@@ -20,6 +20,10 @@ Dead features (no activation for `dead_feature_window` steps, tracked by the tra
   mixes in.
 - AuxK (topk / batchtopk, Gao et al. 2024): the k_aux largest pre-activations among dead features
   reconstruct the residual; loss = α·min(n_dead/k_aux, 1)·‖ê − e‖² / ‖e − mean(e)‖² (batch sums).
+
+Batch statistics (the batch means above, AuxK's variance) go through a `Sync`: in data-parallel training
+they are taken over the global batch, and each rank's loss is scaled so that the mean of the ranks'
+gradients is the gradient of the global batch's loss. With the default `LOCAL` nothing changes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from clipsteer.sae.distributed import LOCAL, Sync
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.nonlinearities import step
 from clipsteer.sae.sparse import sparse_decode
@@ -74,19 +79,20 @@ class Losses:
     terms: dict[str, Tensor]  # detached scalar tensors, for logging
 
 
-def reconstruction_loss(recon: Tensor, x: Tensor, kind: str) -> Tensor:
+def reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
     """Element-wise loss [N, d_in] (mean it for the scalar)."""
     sq = (recon - x).pow(2)
     if kind == "mse":
         return sq
-    norm = (x - x.mean(dim=0, keepdim=True)).norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    norm = (x - sync.row_mean(x)).norm(dim=-1, keepdim=True).clamp_min(1e-8)
     return sq / norm
 
 
-def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor) -> Tensor:
+def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor,
+                    sync: Sync = LOCAL) -> Tensor:
     assert trace.pre is not None
     residual = (trace.x_norm - trace.recon_norm).detach().float()  # [N, d_in], decoder space
-    residual_centred = residual - residual.mean(dim=0, keepdim=True)
+    residual_centred = residual - sync.row_mean(residual)
     ghost = torch.exp(trace.pre[:, dead_mask].float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
     scale = residual.norm(dim=-1) / (1e-6 + 2 * ghost.norm(dim=-1))
     ghost = ghost * scale[:, None].detach()
@@ -95,7 +101,7 @@ def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor
     return (rescale * ghost_elem).mean()
 
 
-def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int) -> Tensor:
+def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int, sync: Sync = LOCAL) -> Tensor:
     residual = (trace.x_norm - trace.recon_norm).detach().float()
     if trace.aux_values is not None and trace.aux_indices is not None:
         aux_recon = sparse_decode(trace.aux_values, trace.aux_indices, sae.W_dec)
@@ -103,8 +109,9 @@ def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int
         assert trace.aux_codes is not None
         aux_recon = (trace.aux_codes @ sae.W_dec.to(trace.aux_codes.dtype)).float()
     err = (aux_recon - residual).pow(2).sum()
-    total_var = (residual - residual.mean(dim=0, keepdim=True)).pow(2).sum().clamp_min(1e-8)
-    return min(n_dead / k_aux, 1.0) * err / total_var
+    total_var = sync.total((residual - sync.row_mean(residual)).pow(2).sum()).clamp_min(1e-8)
+    # err sums this rank's rows only: × world makes the ranks' mean gradient that of the global ratio
+    return min(n_dead / k_aux, 1.0) * err * sync.world / total_var
 
 
 def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
@@ -115,10 +122,10 @@ def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
 
 
 def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: ObjectiveConfig,
-                   sparsity_coefficient: float, dead_mask: Tensor | None) -> Losses:
+                   sparsity_coefficient: float, dead_mask: Tensor | None, sync: Sync = LOCAL) -> Losses:
     """Total loss to minimise and its named terms, for one trace (see module docstring)."""
     arch = sae.spec
-    recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction)
+    recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction, sync)
     recon = recon_elem.mean()
     total = recon
     terms: dict[str, Tensor] = {"reconstruction": recon.detach()}
@@ -137,13 +144,13 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
         terms["l0_penalty"] = l0.detach()
     if arch.dead_feature_loss == "ghost_grads" and objective.ghost_grads and n_dead > 0:
         assert dead_mask is not None
-        ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach())
+        ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach(), sync)
         total = total + ghost
         terms["ghost_grad"] = ghost.detach()
     if arch.dead_feature_loss == "auxk":
         k_aux = auxk_size(objective, sae.d_in, n_dead)
         if k_aux > 0:
-            aux = auxk_loss(sae, trace, n_dead, k_aux)
+            aux = auxk_loss(sae, trace, n_dead, k_aux, sync)
             total = total + objective.auxk_coefficient * aux
             terms["auxk"] = aux.detach()
     terms["loss"] = total.detach()

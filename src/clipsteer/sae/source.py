@@ -4,6 +4,9 @@ A BatchSource yields an endless, deterministic stream of activation batches [tok
 seed. `start` skips the first `start` batches *without reading them*, so a resumed trainer continues the
 exact stream an uninterrupted run would have seen. The on-disk activation store's shuffled loader
 (`clipsteer.activations`) implements the same protocol.
+
+A source may yield only its share of each batch (data-parallel training's `RankSlice`): it then has
+`rows_per_batch(tokens_per_batch)` and a `parent`, the whole stream every rank shares.
 """
 
 from __future__ import annotations
@@ -23,6 +26,17 @@ class BatchSource(Protocol):
     def batches(self, tokens_per_batch: int, seed: int, start: int = 0) -> Iterator[Tensor]:
         """Yield Tensor[tokens_per_batch, d_in] forever; deterministic for (tokens_per_batch, seed); skip `start` batches."""
         ...
+
+
+def rows_per_batch(source: BatchSource, tokens_per_batch: int) -> int:
+    """Rows `source` yields per batch of `tokens_per_batch` (all of them, unless it yields a rank's share)."""
+    share = getattr(source, "rows_per_batch", None)
+    return tokens_per_batch if share is None else int(share(tokens_per_batch))
+
+
+def whole_stream(source: BatchSource) -> BatchSource:
+    """The stream all ranks share: a rank slice's parent, or the source itself."""
+    return getattr(source, "parent", source)
 
 
 class TensorSource:

@@ -6,6 +6,8 @@
   summarised (fraction of dead-in-window and dense features, mean log10 frequency) and reset. For dense
   architectures the frequencies are counted on a fixed sample of each batch's tokens (see
   `TrainTrace.fire_counts`); `window_tokens` is the number of tokens counted.
+In data-parallel training `update` sums the firing counts over ranks through the injected `Sync`, so
+every rank holds the same statistics (and the same dead-feature mask) as one process on the global batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from clipsteer.sae.distributed import LOCAL, Sync
+
 
 class FeatureStats:
     def __init__(self, d_sae: int, device: str | torch.device = "cpu") -> None:
@@ -22,10 +26,16 @@ class FeatureStats:
         self.window_counts = torch.zeros(d_sae, dtype=torch.float64, device=device)
         self.window_tokens = 0
 
-    def update(self, fired: Tensor, fire_counts: Tensor, counted_tokens: int) -> None:
+    def update(self, fired: Tensor, fire_counts: Tensor, counted_tokens: int, sync: Sync = LOCAL) -> None:
         """fired: bool [d_sae], non-zero anywhere in the batch; fire_counts [d_sae]: tokens (out of
-        `counted_tokens`) on which each feature was non-zero."""
+        `counted_tokens`) on which each feature was non-zero. With `sync`, all three cover every rank's rows."""
         assert fired.shape == fire_counts.shape == self.steps_since_fired.shape, (fired.shape, fire_counts.shape)
+        if sync.world > 1:
+            ranks_fired = fired.to(torch.float32)
+            fire_counts = fire_counts.to(torch.float32, copy=True)
+            sync([ranks_fired, fire_counts], "sum")
+            fired = ranks_fired > 0
+            counted_tokens *= sync.world  # every rank counts the same number of its rows
         self.steps_since_fired = torch.where(fired, torch.zeros_like(self.steps_since_fired),
                                              self.steps_since_fired + 1)
         self.window_counts += fire_counts.to(self.window_counts.dtype)

@@ -14,6 +14,12 @@ equal those of an uninterrupted run. Fresh runs initialise each SAE from a seede
 `init_samples` rows from the start of the stream to set b_dec (geometric median by default, in the
 SAE's normalised space), for `constant_scale` the input scale, and (`encoder_init="fitted_scale"`, the
 default) the encoder's initial scale.
+
+Data-parallel training (`clipsteer.sae.distributed`) changes only what is injected: a `RankSlice` source
+(this rank's rows of each global batch), and a `Sync` that the updaters use and that decides who writes:
+the run folder, checkpoints, metrics and final SAEs are written by rank 0 only, every rank resumes from
+the same checkpoint, and the initial weights are rank 0's. Rank 0 holds the run folder's lock for the
+whole run (`distributed.job_folder_lock`); the other ranks learn at the start whether it got it.
 """
 
 from __future__ import annotations
@@ -34,13 +40,13 @@ from tqdm.auto import tqdm
 
 from clipsteer.atomic import atomic_write_json
 from clipsteer.errors import RunFolderError
-from clipsteer.run_folder import folder_lock
 from clipsteer.sae.checkpoint import (
     load_latest_checkpoint,
     prune_checkpoints,
     restore_checkpoint,
     save_checkpoint,
 )
+from clipsteer.sae.distributed import LOCAL, Sync, job_folder_lock
 from clipsteer.sae.geometric_median import geometric_median
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.metrics_log import JsonlSink, MetricsSink, check_extra_sinks, open_extra_sinks
@@ -48,7 +54,7 @@ from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.sae.normalization import estimate_input_scale
 from clipsteer.sae.recipe import NON_SEMANTIC_FIELDS, SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import cosine_with_warmup
-from clipsteer.sae.source import BatchSource
+from clipsteer.sae.source import BatchSource, rows_per_batch, whole_stream
 from clipsteer.sae.updater import SAEUpdater
 
 FIT_SCALE_ROWS = 1024  # rows used to fit the initial encoder scale (a dense [n, d_sae] code matrix is built)
@@ -72,7 +78,10 @@ def _jsonify(value: Any) -> Any:
 
 class Trainer:
     def __init__(self, recipes: Sequence[SAERecipe], source: BatchSource, config: TrainerConfig,
-                 run_dir: str | Path | None = None, extra: dict[str, Any] | None = None) -> None:
+                 run_dir: str | Path | None = None, extra: dict[str, Any] | None = None, *,
+                 saes_dir: str | Path | None = None, sync: Sync = LOCAL) -> None:
+        """run_dir: the run folder (None: nothing is written); saes_dir: where the final SAEs go (default
+        run_dir/saes); sync: the data-parallel group this trainer is one rank of (default: none)."""
         if not recipes:
             raise ValueError("Trainer: no SAE recipes given")
         names = [r.name for r in recipes]
@@ -88,6 +97,11 @@ class Trainer:
         self.source = source
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.saes_dir = Path(saes_dir) if saes_dir is not None else (
+            self.run_dir / "saes" if self.run_dir is not None else None)
+        self.sync = sync
+        self.writes = self.run_dir is not None and sync.rank.is_main
+        """Whether this process writes the run folder (rank 0 of a data-parallel group)."""
         self.extra = dict(extra or {})
         self.history: list[dict[str, Any]] = []  # every logged metrics row, also when run_dir is None
 
@@ -110,14 +124,14 @@ class Trainer:
         for recipe in self.recipes:
             generator = torch.Generator().manual_seed(self.config.seed)
             sae = SparseAutoencoder(recipe.sae, generator=generator, device=self.config.device)
-            updaters.append(SAEUpdater(recipe, sae, self.config))
+            updaters.append(SAEUpdater(recipe, sae, self.config, self.sync))
         return updaters
 
     @torch.no_grad()
     def _initialise(self, updaters: list[SAEUpdater]) -> None:
         config = self.config
         n_batches = math.ceil(config.init_samples / config.tokens_per_batch)
-        stream = self.source.batches(config.tokens_per_batch, config.seed, 0)
+        stream = whole_stream(self.source).batches(config.tokens_per_batch, config.seed, 0)
         try:
             rows = list(itertools.islice(stream, n_batches))
         finally:
@@ -137,6 +151,7 @@ class Trainer:
             sae.set_decoder_unit_norm_()
             if config.encoder_init == "fitted_scale":
                 fit_encoder_scale_(sae, sample[:FIT_SCALE_ROWS])
+            self.sync(list(sae.state_dict().values()), "from_main")  # ranks start from identical weights
 
     def _prepare_run_dir(self, resume: bool) -> None:
         assert self.run_dir is not None
@@ -170,7 +185,7 @@ class Trainer:
         """
         if self.run_dir is None:
             return self._run(resume, stop_after_step)
-        with folder_lock(self.run_dir, "train"):   # a second trainer on the same folder is refused
+        with job_folder_lock(self.run_dir, "train", self.sync):   # a second trainer on the folder is refused
             return self._run(resume, stop_after_step)
 
     def _run(self, resume: bool, stop_after_step: int | None) -> dict[str, SparseAutoencoder]:
@@ -179,17 +194,23 @@ class Trainer:
         updaters = self._build_updaters()
         fingerprint = self.fingerprint()
         start = 0
-        checkpoint = None
-        if self.run_dir is not None:
-            self._prepare_run_dir(resume)
-            checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints") if resume else None
+        checkpoint, error = None, None
+        try:   # a refused folder or a corrupt checkpoint stops every rank (agree), not only the one that saw it
+            if self.writes:
+                self._prepare_run_dir(resume)
+            if self.run_dir is not None and resume:
+                checkpoint = load_latest_checkpoint(self.run_dir / "checkpoints")
+        except Exception as err:   # noqa: BLE001
+            error = err
+        self.sync.agree(error)
         if checkpoint is not None:
             restore_checkpoint(checkpoint, updaters, fingerprint)
             start = checkpoint.step
         else:
             self._initialise(updaters)
         sinks: list[MetricsSink] = []
-        if self.run_dir is not None:
+        if self.writes:
+            assert self.run_dir is not None
             JsonlSink.truncate_after(self.run_dir / "metrics.jsonl", start)
             sinks.append(JsonlSink(self.run_dir / "metrics.jsonl"))
             sinks += open_extra_sinks(config.loggers, self.run_dir, config.wandb_project, self.describe())
@@ -199,17 +220,20 @@ class Trainer:
         finally:
             for sink in sinks:
                 sink.close()
-        if self.run_dir is not None and end == total:
+        if self.writes and end == total:
+            assert self.saes_dir is not None
             for updater in updaters:
-                save_sae(updater.sae, self.run_dir / "saes" / updater.name)
+                save_sae(updater.sae, self.saes_dir / updater.name)
+        self.sync.barrier()  # the SAEs exist on disk when run() returns on any rank
         return {u.name: u.sae.folded().eval() for u in updaters}
 
     def _loop(self, updaters: list[SAEUpdater], sinks: list[MetricsSink], start: int, end: int, total: int,
               fingerprint: str) -> None:
         config = self.config
-        expected = (config.tokens_per_batch, self.source.d_in)
+        expected = (rows_per_batch(self.source, config.tokens_per_batch), self.source.d_in)
         stream = self.source.batches(config.tokens_per_batch, config.seed, start)
-        bar = tqdm(total=total, initial=start, disable=not config.progress, desc="train SAE", unit="step",
+        bar = tqdm(total=total, initial=start, disable=not (config.progress and self.sync.rank.is_main),
+                   desc="train SAE", unit="step",
                    dynamic_ncols=True)
         last_time, last_step = time.perf_counter(), start
         try:
@@ -239,7 +263,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{first['loss']:.4g}", l0=f"{first['l0']:.1f}",
                                     ev=f"{first['explained_variance']:.3f}")
                 done = step + 1
-                if self.run_dir is not None and (done % config.checkpoint_every == 0 or done == end):
+                if self.writes and (done % config.checkpoint_every == 0 or done == end):
+                    assert self.run_dir is not None
                     save_checkpoint(self.run_dir / "checkpoints", done, updaters, fingerprint)
                     prune_checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints)
         finally:

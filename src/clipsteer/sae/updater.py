@@ -4,6 +4,11 @@ Order within a step (the paper's, plus a final re-normalisation so the invariant
   forward/loss (bf16 autocast optional) → backward → remove the gradient component parallel to each
   decoder row → clip the global gradient norm → Adam → rescale decoder rows to unit norm →
   (BatchTopK) update the inference-threshold EMA → update firing statistics.
+
+Data-parallel training injects a `Sync` (`clipsteer.sae.distributed`): it averages the gradients over
+ranks right after `backward` (so the decoder-norm projection, the clip and Adam see the global batch's
+gradient on every rank), takes the objective's batch statistics over the global batch, sums the firing
+statistics and averages the logged metrics. The default `LOCAL` sync does nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from clipsteer.sae.distributed import LOCAL, Sync
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -29,19 +35,29 @@ def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.
 
 
 @torch.no_grad()
-def explained_variance(recon: Tensor, x: Tensor) -> float:
-    """The paper's EV: mean over tokens of 1 − ‖x̂ − x‖² / ‖x − mean_batch(x)‖²."""
+def explained_variance(recon: Tensor, x: Tensor, sync: Sync = LOCAL) -> float:
+    """The paper's EV: mean over tokens of 1 − ‖x̂ − x‖² / ‖x − mean_batch(x)‖²; this rank's tokens, with
+    the global batch's mean (the ranks' values average to the global EV)."""
     resid = (recon.float() - x.float()).pow(2).sum(dim=-1)
-    total = (x.float() - x.float().mean(dim=0, keepdim=True)).pow(2).sum(dim=-1).clamp_min(1e-12)
+    total = (x.float() - sync.row_mean(x.float())).pow(2).sum(dim=-1).clamp_min(1e-12)
     return float((1 - resid / total).mean())
+
+
+# Metrics that describe this rank's rows; averaged over ranks before logging (the rest are equal everywhere).
+_PER_BATCH = ("loss", "reconstruction", "l1", "l0_penalty", "ghost_grad", "auxk", "l0", "explained_variance")
 
 
 class SAEUpdater:
     """Owns one SAE's optimizer and firing statistics; `step` applies one update."""
 
-    def __init__(self, recipe: SAERecipe, sae: SparseAutoencoder, config: TrainerConfig) -> None:
+    def __init__(self, recipe: SAERecipe, sae: SparseAutoencoder, config: TrainerConfig, sync: Sync = LOCAL) -> None:
         assert sae.config == recipe.sae, "the SAE must be built from the recipe's config"
+        if sync.world > 1 and sae.spec.threshold == "batch":
+            raise ValueError(f"SAE {recipe.name!r}: data-parallel training of batchtopk SAEs is not supported (its "
+                             "top-k runs over the whole batch, which would need the ranks' activations); use "
+                             "--dist.mode recipes, or topk")
         self.recipe = recipe
+        self.sync = sync
         self.sae = sae
         self.config = config
         self.optimizer = make_adam(list(sae.parameters()), config)
@@ -66,13 +82,14 @@ class SAEUpdater:
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
                               jumprelu_bandwidth=objective.jumprelu_bandwidth)
-            losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None)
+            losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None, self.sync)
         if not torch.isfinite(losses.total):
             raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
                                      f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
                                      "or disable autocast")
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
+        self._average_gradients()
         sae.remove_parallel_decoder_grad_()
         grad_norm = math.nan
         if config.max_grad_norm is not None:
@@ -80,19 +97,38 @@ class SAEUpdater:
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
-        self.stats.update(trace.fired, trace.fire_counts, trace.counted_tokens)
+        self.stats.update(trace.fired, trace.fire_counts, trace.counted_tokens, self.sync)
         if (step + 1) % config.feature_sampling_window == 0:
             self.pending_window_summary = self.stats.summarize_window(config.dense_threshold)
         if not want_metrics:
             return None
         metrics = {key: float(value) for key, value in losses.terms.items()}
-        metrics.update(l0=trace.l0, explained_variance=explained_variance(trace.recon, trace.x), lr=lr,
-                       sparsity_coefficient=coefficient, frac_dead=n_dead / sae.d_sae, grad_norm=grad_norm)
+        metrics.update(l0=trace.l0, explained_variance=explained_variance(trace.recon, trace.x, self.sync))
+        self._average_metrics(metrics)
+        metrics.update(lr=lr, sparsity_coefficient=coefficient, frac_dead=n_dead / sae.d_sae, grad_norm=grad_norm)
         if sae.spec.threshold == "batch":
             metrics["batch_threshold"] = float(sae.batch_threshold)
         metrics.update(self.pending_window_summary)
         self.pending_window_summary = {}
         return metrics
+
+    @torch.no_grad()
+    def _average_gradients(self) -> None:
+        if self.sync.world == 1:
+            return
+        params = list(self.sae.parameters())
+        for p in params:  # a parameter without a gradient on this step still takes part in the reduction
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.sync([p.grad for p in params], "mean")  # type: ignore[misc]
+
+    def _average_metrics(self, metrics: dict[str, float]) -> None:
+        if self.sync.world == 1:
+            return
+        keys = [k for k in _PER_BATCH if k in metrics]
+        values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.sae.W_enc.device)
+        self.sync([values], "mean")
+        metrics.update(zip(keys, values.tolist(), strict=True))
 
     @torch.no_grad()
     def _update_batch_threshold(self, trace: TrainTrace) -> None:
