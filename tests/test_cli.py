@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,42 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_command_resolves_to_a_function_and_frozen_config() -> None:
     import dataclasses
     for name, command in COMMANDS.items():
-        run, config_cls = command.resolve()
-        assert callable(run), name
+        config_cls = command.config_class()
+        assert callable(command.function()), name
         assert dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen, name
+
+
+def test_command_configs_import_without_torch() -> None:
+    """`clipsteer CMD --help` only needs the config: its module must not pull in torch or transformers."""
+    import subprocess
+    import sys
+
+    modules = sorted({command.config.split(":")[0] for command in COMMANDS.values()})
+    code = ("import importlib, json, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))")
+    env = {k: v for k, v in os.environ.items() if k != "CLIPSTEER_OPEN_CLIP_SITE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_flag_has_a_description() -> None:
+    """tyro shows a field's docstring as its flag's help; a field without one shows only its default."""
+    import dataclasses
+    import typing
+
+    from tyro._docstrings import get_field_docstring
+
+    def undocumented(cls: type, prefix: str = "") -> list[str]:
+        hints, missing = typing.get_type_hints(cls), []
+        for field in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[field.name]):
+                missing += undocumented(hints[field.name], f"{prefix}{field.name}.")
+            elif not get_field_docstring(cls, field.name, ()):
+                missing.append(prefix + field.name)
+        return missing
+
+    assert {name: undocumented(c.config_class()) for name, c in COMMANDS.items() if undocumented(c.config_class())} == {}
 
 
 def test_flags(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,8 +103,7 @@ def test_composite_commands_nest_the_component_flags() -> None:
     """One spelling per knob: layer-sweep and demo take `clipsteer train`'s flags under --train."""
     import tyro
 
-    from clipsteer.demo import DemoConfig
-    from clipsteer.experiments.layer_sweep import LayerSweepConfig
+    from clipsteer.experiments.configs import DemoConfig, LayerSweepConfig
 
     for config_cls in (LayerSweepConfig, DemoConfig):
         config = tyro.cli(config_cls, args=["--train.trainer.lr", "0.002", "--train.k", "8", "--steer.n-images", "5",

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from clipsteer.cli import run_command
-from clipsteer.demo import DemoConfig, DemoSummary, fast_sizes
+from clipsteer.demo import DemoSummary, fast_sizes
 from clipsteer.evaluate.results import EvalResult
+from clipsteer.experiments.configs import DemoConfig
 from clipsteer.experiments.layer_sweep import LayerSweepResult
 from clipsteer.experiments.suppression import SuppressionResult
 from clipsteer.steer.results import SteerabilitySummary

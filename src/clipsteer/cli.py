@@ -29,26 +29,32 @@ class Command:
     config: str  # "module:ConfigClass"
     help: str
 
-    def resolve(self) -> tuple[Callable[[Any], Any], type]:
-        def load(ref: str) -> Any:
-            module, name = ref.split(":")
-            return getattr(importlib.import_module(module), name)
+    def config_class(self) -> type:
+        """The config dataclass: its module imports no torch, so `--help` answers at once."""
+        return _load(self.config)  # type: ignore[no-any-return]
 
-        return load(self.target), load(self.config)
+    def function(self) -> Callable[[Any], Any]:
+        """The command's function (imports the heavy modules)."""
+        return _load(self.target)  # type: ignore[no-any-return]
+
+
+def _load(ref: str) -> Any:
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 # Imports are lazy (strings) so that `clipsteer --help` is instant and one command's optional
 # dependencies never break another command.
 COMMANDS: dict[str, Command] = {
-    "demo": Command("clipsteer.demo:run_demo", "clipsteer.demo:DemoConfig",
+    "demo": Command("clipsteer.demo:run_demo", "clipsteer.experiments.configs:DemoConfig",
                     "Run the end-to-end pipeline on the embedded toy CLIP and synthetic world."),
     "inspect-model": Command("clipsteer.models.commands:inspect_model", "clipsteer.models.configs:InspectModelConfig",
                              "Load a CLIP checkpoint and print its layout, hook sites and an embedding check."),
-    "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.harvest:HarvestConfig",
+    "harvest": Command("clipsteer.activations.harvest:harvest", "clipsteer.activations.configs:HarvestConfig",
                        "Run images through the model and store activations at one or more sites (resumable)."),
-    "check": Command("clipsteer.activations.check:check_store", "clipsteer.activations.check:CheckConfig",
+    "check": Command("clipsteer.activations.check:check_store", "clipsteer.activations.configs:CheckConfig",
                      "Verify an activation store in full: shard checksums, sizes and finite values."),
-    "train": Command("clipsteer.sae.commands:train", "clipsteer.sae.commands:TrainConfig",
+    "train": Command("clipsteer.sae.commands:train", "clipsteer.sae.configs:TrainConfig",
                      "Train SAEs (one, or a sweep over λ or k sharing one data stream) on an activation store (resumable)."),
     "world train-clip": Command("clipsteer.world.train:train_clip", "clipsteer.world.configs:TrainClipConfig",
                                 "Train the toy CLIP contrastively on the synthetic world (resumable)."),
@@ -58,13 +64,13 @@ COMMANDS: dict[str, Command] = {
                           "Write a PNG grid of world samples with their captions."),
     "eval": Command("clipsteer.evaluate.commands:evaluate_sae", "clipsteer.evaluate.configs:EvalConfig",
                     "Evaluate an SAE: L0 (CLS/patches), EV, dead/dense, CE recovered, factor recovery on the world."),
-    "steerability": Command("clipsteer.steer.commands:steerability", "clipsteer.steer.commands:SteerabilityConfig",
+    "steerability": Command("clipsteer.steer.commands:steerability", "clipsteer.steer.configs:SteerabilityConfig",
                             "Score how precisely each SAE feature / neuron steers CLIP beside a random-direction null."),
     "report": Command("clipsteer.report.commands:report", "clipsteer.report.commands:ReportConfig",
                       "Write a static HTML report of a run: SAE quality, steerability and a feature browser."),
-    "export": Command("clipsteer.sae.export:export", "clipsteer.sae.export:ExportConfig",
+    "export": Command("clipsteer.sae.export:export", "clipsteer.sae.configs:ExportConfig",
                       "Write an SAE in SAELens' or ViT-Prisma's format (clipsteer export SAE --format saelens|prisma)."),
-    "push": Command("clipsteer.sae.push:push", "clipsteer.sae.push:PushConfig",
+    "push": Command("clipsteer.sae.push:push", "clipsteer.sae.configs:PushConfig",
                     "Upload an SAE folder with a generated model card to the Hugging Face Hub (clipsteer push SAE org/repo)."),
     "debias": Command("clipsteer.experiments.debias:debias", "clipsteer.experiments.configs:DebiasConfig",
                       "Suppress SAE features that carry a spurious attribute; worst-group accuracy vs controls."),
@@ -72,10 +78,10 @@ COMMANDS: dict[str, Command] = {
                                    "clipsteer.experiments.configs:TypographicDefenseConfig",
                                    "Suppress text-reading SAE features; accuracy under typographic attack vs controls."),
     "sparsity-study": Command("clipsteer.experiments.sparsity:sparsity_study",
-                              "clipsteer.experiments.sparsity:SparsityStudyConfig",
+                              "clipsteer.experiments.configs:SparsityStudyConfig",
                               "L0 of ReLU+L1 SAEs at every layer: CLS vs patches, and vision vs text tower."),
     "layer-sweep": Command("clipsteer.experiments.layer_sweep:layer_sweep",
-                           "clipsteer.experiments.layer_sweep:LayerSweepConfig",
+                           "clipsteer.experiments.configs:LayerSweepConfig",
                            "Harvest, train, evaluate and steer at every layer; per-layer table and plot."),
 }
 
@@ -115,13 +121,13 @@ def run_command(argv: Sequence[str]) -> Any:
         print(_usage())
         return None
     name, rest = _split_command(argv)
-    run, config_cls = COMMANDS[name].resolve()
+    config_cls = COMMANDS[name].config_class()
     config_path, rest = _pop_config_file(rest)
     default = load_config_file(config_path, config_cls) if config_path else None
     assert dataclasses.is_dataclass(config_cls), f"{name}: config {config_cls} must be a dataclass"
     config = tyro.cli(config_cls, args=rest, default=default, prog=f"clipsteer {name}",
                       description=COMMANDS[name].help)
-    return run(config)
+    return COMMANDS[name].function()(config)
 
 
 def main() -> None:

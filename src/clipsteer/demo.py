@@ -22,55 +22,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clipsteer.activations.harvest import HarvestConfig
 from clipsteer.composite import own, replace_nested
 from clipsteer.evaluate.commands import evaluate_sae
-from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.results import EvalResult, FactorSummary
-from clipsteer.experiments.configs import DebiasConfig, TypographicDefenseConfig
+from clipsteer.experiments.configs import DemoConfig
 from clipsteer.experiments.debias import debias
-from clipsteer.experiments.layer_sweep import LayerSweepConfig, LayerSweepResult, layer_sweep
+from clipsteer.experiments.layer_sweep import LayerSweepResult, layer_sweep
 from clipsteer.experiments.suppression import SuppressionResult, metric
 from clipsteer.experiments.typographic import typographic_defense
 from clipsteer.models.names import resolve_model
 from clipsteer.results import ResultFile
-from clipsteer.sae.commands import TrainConfig, train
-from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import TrainerConfig
-from clipsteer.steer.commands import SteerabilityConfig
+from clipsteer.sae.commands import train
 from clipsteer.steer.results import SteerabilitySummary
 
 COMMAND = "demo"
 GROUP_TASKS = ("background", "attribute")
 
-
-@dataclass(frozen=True)
-class DemoConfig(LayerSweepConfig):
-    out: Path = Path("runs/demo")
-    layers: tuple[int, ...] = ()
-    """Layers to study (resid_post); default: the middle one."""
-    harvest: HarvestConfig = HarvestConfig(max_images=4000)
-    train: TrainConfig = TrainConfig(
-        architecture="topk", expansion_factor=16, k=32,
-        trainer=TrainerConfig(total_tokens=2_000_000, lr=1e-3, dead_feature_window=200))
-    """The SAE every later step uses: TopK converges in few steps on the toy CLIP."""
-    relu: TrainConfig = TrainConfig(architecture="relu", expansion_factor=16,
-                                    objective=ObjectiveConfig(sparsity_coefficient=3e-3),
-                                    trainer=TrainerConfig(total_tokens=2_000_000))
-    """The paper's vanilla SAE (ReLU + L1, layer-normed inputs, its loss), trained on the same store and
-    evaluated beside. It starts from the fitted encoder scale: with `--relu.recipe paper` (W_enc = W_decᵀ)
-    its EV is still negative after the demo's budget (−14 at 300k tokens on the toy). λ = 3e-3 because the
-    paper's scale of λ leaves half the features firing on the toy (L0 ≈ 1000 of 2048)."""
-    eval: EvalConfig = EvalConfig(n_images=1000)
-    steer: SteerabilityConfig = SteerabilityConfig(n_images=64, max_features=256)
-    debias: DebiasConfig = DebiasConfig(max_images=1000)
-    """How both world group tasks are debiased (`clipsteer debias` flags; saes, dataset, out, model are set here)."""
-    typographic: TypographicDefenseConfig = TypographicDefenseConfig(max_images=500)
-    """How the typographic defense runs (`clipsteer typographic-defense` flags; saes, out, model are set here)."""
-    world_images: int = 1000
-    """Images per task for the toy CLIP's own numbers (`clipsteer world evaluate --n-*`)."""
-    fast: bool = False
-    """A few-minute version: smaller default sizes everywhere (sizes you set yourself are kept)."""
 
 
 # The sizes `--fast` uses where the user kept the defaults: (dotted field, value).

@@ -21,7 +21,8 @@ from activation_helpers import labelled_rows, make_image_folder, make_spec, writ
 
 import clipsteer
 from clipsteer.activations import ActivationStore, StoreError, StoreWriter, open_shuffled
-from clipsteer.activations.check import CheckConfig, check_store
+from clipsteer.activations.check import check_store
+from clipsteer.activations.configs import CheckConfig
 from clipsteer.activations.format import (
     PART_FILE,
     PROGRESS_FILE,

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from clipsteer.errors import ConfigError
-from clipsteer.experiments.sparsity import SparsityStudyConfig, SparsityStudyResult, sparsity_study
+from clipsteer.experiments.configs import SparsityStudyConfig
+from clipsteer.experiments.sparsity import SparsityStudyResult, sparsity_study
 
 
 def test_sparsity_study_measures_every_layer_of_both_towers(world_geometry_model_dir: Path, tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture(scope="session")
 def store(model_dir: Path, images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete store of 24 images × 5 tokens = 120 rows in 3 shards (never modified by tests: copy it)."""
-    from clipsteer.activations.harvest import HarvestConfig, harvest
+    from clipsteer.activations.configs import HarvestConfig
+    from clipsteer.activations.harvest import harvest
 
     out = tmp_path_factory.mktemp("acts")
     harvest(HarvestConfig(sites=(SITE,), out=out, model=str(model_dir), dataset=str(images), images_per_batch=8,

@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsteer.activations.harvest import HarvestConfig, harvest
+from clipsteer.activations.configs import HarvestConfig
+from clipsteer.activations.harvest import harvest
 from clipsteer.evaluate.commands import evaluate_sae
 from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.groups import GroupReport
 from clipsteer.experiments.suppression import Candidate, LayerResult, MethodResult, SuppressionResult
 from clipsteer.report.commands import ReportConfig, report
-from clipsteer.sae.commands import TrainConfig, train
+from clipsteer.sae.commands import train
+from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.recipe import TrainerConfig
-from clipsteer.steer.commands import SteerabilityConfig, steerability
+from clipsteer.steer.commands import steerability
+from clipsteer.steer.configs import SteerabilityConfig
 
 SITE = "blocks.1.resid_post"
 

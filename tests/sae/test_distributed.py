@@ -32,9 +32,9 @@ from clipsteer.sae import (
     TrainerConfig,
     load_sae,
 )
-from clipsteer.sae.commands import TrainConfig, _train, train
+from clipsteer.sae.commands import _train, train
+from clipsteer.sae.configs import DistributedConfig, TrainConfig
 from clipsteer.sae.distributed import (
-    DistributedConfig,
     DistributedError,
     Rank,
     RankSlice,
@@ -45,7 +45,7 @@ from clipsteer.sae.distributed import (
     recipes_for,
     run_local,
 )
-from clipsteer.sae.objectives import ObjectiveConfig
+from clipsteer.sae.recipe import ObjectiveConfig
 from clipsteer.sae.updater import SAEUpdater
 
 D, T = 16, 4

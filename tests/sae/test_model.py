@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from clipsteer.sae import SAEConfig, SAEConfigError, SAEInputError, SparseAutoencoder
 from clipsteer.sae.geometric_median import geometric_median
 from clipsteer.sae.normalization import denormalize, estimate_input_scale, normalize
-from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import SAERecipe, TrainerConfig
+from clipsteer.sae.recipe import ObjectiveConfig, SAERecipe, TrainerConfig
 from clipsteer.sae.sparse import sparse_decode, topk_encode
 from clipsteer.sae.updater import SAEUpdater
 

@@ -12,9 +12,9 @@ import tyro
 from clipsteer.cli import run_command
 from clipsteer.evaluate.results import Downstream, EvalResult, Reconstruction
 from clipsteer.sae import SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig, load_any_sae
-from clipsteer.sae.commands import TrainConfig
-from clipsteer.sae.objectives import ObjectiveConfig
+from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.push import NOT_RECORDED
+from clipsteer.sae.recipe import ObjectiveConfig
 
 TRAINER = TrainerConfig(tokens_per_batch=32, total_tokens=640, lr=1e-3, lr_warmup_steps=2, init_samples=64,
                         checkpoint_every=10, log_every=5)

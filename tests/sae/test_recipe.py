@@ -17,7 +17,8 @@ from clipsteer.sae import (
     Trainer,
     TrainerConfig,
 )
-from clipsteer.sae.commands import TrainConfig, apply_recipe, build_recipes
+from clipsteer.sae.commands import apply_recipe, build_recipes
+from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.recipe import RECIPES
 from clipsteer.sae.trainer import fit_encoder_scale_
 from conftest import SparseWorld

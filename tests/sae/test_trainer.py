@@ -268,7 +268,8 @@ def test_train_command_reads_a_real_activation_store(tmp_path: Path) -> None:
     """End to end through clipsteer.activations: a store written by StoreWriter, read by open_shuffled."""
     from clipsteer.activations.format import StoreSpec
     from clipsteer.activations.writer import StoreWriter
-    from clipsteer.sae.commands import TrainConfig, train
+    from clipsteer.sae.commands import train
+    from clipsteer.sae.configs import TrainConfig
 
     n_images, tokens, d = 40, 5, 16
     spec = StoreSpec(model_name="fake-clip", model_revision="r0", model_dtype="float32", site="blocks.1.resid_post",

@@ -11,7 +11,7 @@ from clipsteer.steer.calibration import (
     layer_normed_norm,
     steering_constants,
 )
-from clipsteer.steer.commands import SteerabilityConfig
+from clipsteer.steer.configs import SteerabilityConfig
 from clipsteer.steer.control import random_directions_like
 from clipsteer.steer.dictionary import LayerNormedDirections
 from clipsteer.steer.interventions import Edit, edit_fn

@@ -10,7 +10,8 @@ from clipsteer.models.backbone import Backbone
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.model import SparseAutoencoder
-from clipsteer.steer.commands import SteerabilityConfig, steerability
+from clipsteer.steer.commands import steerability
+from clipsteer.steer.configs import SteerabilityConfig
 from clipsteer.steer.results import ConceptMatches, SteerabilitySummary, read_feature_rows
 from clipsteer.steer.vocabulary import read_vocabulary_file
 from clipsteer.world.concepts import phrase_vocabulary

@@ -9,20 +9,10 @@ sound; otherwise one line naming the first bad file (exit status 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import tyro
 from tqdm.auto import tqdm
 
+from clipsteer.activations.configs import CheckConfig
 from clipsteer.activations.store import ActivationStore
-
-
-@dataclass(frozen=True)
-class CheckConfig:
-    store: tyro.conf.Positional[Path]
-    """An activation store folder (written by `clipsteer harvest`)."""
-    progress: bool = True
 
 
 def check_store(config: CheckConfig) -> ActivationStore:

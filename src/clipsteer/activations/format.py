@@ -40,11 +40,12 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
+from clipsteer.activations.configs import StoreDtype
 from clipsteer.errors import InputFormatError, IntegrityError
 from clipsteer.models.sites import TOKEN_SELECTIONS, TokenSelection, token_slice
 
@@ -57,8 +58,6 @@ VALUE_DTYPE = np.dtype("<u2")   # raw 16-bit patterns of fp16 / bf16 values
 BYTES_PER_VALUE = VALUE_DTYPE.itemsize
 INDEX_DTYPE = np.dtype("<i4")   # (image_index, token_index)
 
-StoreDtype = Literal["float16", "bfloat16"]
-NonFinite = Literal["refuse", "record"]
 STORE_DTYPES: tuple[str, ...] = get_args(StoreDtype)
 TORCH_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -17,17 +17,15 @@ harvest, in the same order, and each part resumes on its own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from clipsteer.activations.configs import HarvestConfig, NonFinite, StoreDtype
 from clipsteer.activations.format import (
     BYTES_PER_VALUE,
-    NonFinite,
     SkippedImage,
-    StoreDtype,
     StoreError,
     StoreSpec,
     part_directory,
@@ -46,36 +44,7 @@ from clipsteer.errors import ConfigError, check_positive
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.models.sites import TokenSelection
-from clipsteer.sae.distributed import LOCAL, LaunchConfig, Sync, job_folder_lock, process_group
-
-
-@dataclass(frozen=True)
-class HarvestConfig:
-    sites: tuple[str, ...] = ()
-    """Hook sites, e.g. blocks.2.resid_post; several sites share one forward (it stops after the deepest). Required."""
-    out: Path = Path("runs/activations")
-    """Output directory; each site's store is written to OUT/<site>/."""
-    model: str | None = None
-    """A CLIP checkpoint folder or hub id (default: the toy CLIP shipped with clipsteer)."""
-    dataset: str = "world:train"
-    """An image folder path, or a registered source such as world:<split> (the synthetic world)."""
-    tokens: TokenSelection = "all"
-    """Which tokens to store: all (CLS + patches), cls, or patches. Loaders can select from an all-token store."""
-    images_per_batch: int = 64
-    """Images per forward (part of the store's fingerprint: a resume must use the same value)."""
-    shard_rows: int = 65536
-    """Rows per shard file (the unit of resume)."""
-    dtype: StoreDtype = "float16"
-    """Storage dtype of the rows."""
-    device: str = "cpu"
-    max_images: int | None = None
-    """Harvest only the first N images of the dataset."""
-    workers: int = 2
-    """Background threads decoding and preprocessing images (0: decode in the main thread)."""
-    nonfinite: NonFinite = "refuse"
-    """A NaN/inf activation: refuse (stop, naming the images) or record (store it, list the images in metadata.json)."""
-    dist: LaunchConfig = LaunchConfig()
-    """How the ranks talk when launched by torchrun (each harvests its own part; ignored in a single process)."""
+from clipsteer.sae.distributed import LOCAL, Sync, job_folder_lock, process_group
 
 
 def harvest(config: HarvestConfig) -> dict[str, Path]:

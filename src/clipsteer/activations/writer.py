@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from clipsteer.activations.configs import NonFinite
 from clipsteer.activations.format import (
     INDEX_DTYPE,
     METADATA_FILE,
@@ -41,7 +42,6 @@ from clipsteer.activations.format import (
     PROGRESS_FILE,
     TORCH_DTYPES,
     VALUE_DTYPE,
-    NonFinite,
     SkippedImage,
     StoreError,
     StoreIntegrityError,

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from clipsteer.activations.configs import HarvestConfig
+from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.models.sites import TokenSelection
+from clipsteer.sae.configs import TrainConfig
+from clipsteer.sae.recipe import ObjectiveConfig, TrainerConfig
+from clipsteer.steer.configs import SteerabilityConfig
 from clipsteer.steer.edit_kinds import Form
 
 SuppressOp = Literal["ablate", "mean_ablate"]
@@ -108,3 +113,87 @@ class TypographicDefenseConfig:
     """torch device: cpu, cuda, cuda:1, …"""
     seed: int = 0
     """Seeds the random control."""
+
+
+@dataclass(frozen=True)
+class LayerSweepConfig:
+    out: Path = Path("runs/layer_sweep")
+    """Run folder: activations/, layerN/ (SAE, eval, steerability), layers.json/.csv/.png."""
+    model: str | None = None
+    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
+    layers: tuple[int, ...] = ()
+    """Layers to sweep (resid_post); default: all."""
+    device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
+    seed: int = 0
+    """Seeds SAE training and the steering controls."""
+    harvest: HarvestConfig = HarvestConfig(max_images=20000)
+    """How activations are harvested (`clipsteer harvest` flags; sites, out, model, device are set here)."""
+    train: TrainConfig = TrainConfig(expansion_factor=16, trainer=TrainerConfig(total_tokens=10_000_000))
+    """How each layer's SAE is trained (`clipsteer train` flags; store and out are set here)."""
+    eval: EvalConfig = EvalConfig()
+    """How each SAE is evaluated (`clipsteer eval` flags; sae, out, model, device are set here)."""
+    steer: SteerabilityConfig = SteerabilityConfig()
+    """How steerability is measured (`clipsteer steerability` flags; out, sae, model, device, seed are set here)."""
+    run_steerability: bool = True
+    """Measure steerability at each layer (the slowest step)."""
+
+
+@dataclass(frozen=True)
+class SparsityStudyConfig:
+    out: Path = Path("runs/sparsity")
+    """Run folder: per-site SAEs, sparsity.json, the tables and the plot."""
+    model: str | None = None
+    """CLIP checkpoint; default: the shipped toy CLIP."""
+    images: str = "world:train"
+    """Images whose activations train the vision SAEs (a folder or world:…)."""
+    n_images: int = 1000
+    """Images harvested for the vision tower."""
+    captions: str = "world:train"
+    """Captions for the text tower: a text file (one per line) or a dataset with captions (`world:…`)."""
+    n_captions: int = 8000
+    """Captions harvested for the text tower (from the image source's captions)."""
+    held_out_fraction: float = 0.2
+    """Images / captions kept out of training; L0 is measured on them."""
+    expansion_factor: int = 4
+    """d_sae = expansion_factor · d_model."""
+    objective: ObjectiveConfig = ObjectiveConfig(sparsity_coefficient=1e-4)
+    """The ReLU SAE's loss: the paper's (L1 with λ = 1e-4, its steering SAEs' λ; ghost grads)."""
+    trainer: TrainerConfig = TrainerConfig(tokens_per_batch=1024, total_tokens=400_000, lr=4e-4, lr_warmup_steps=20,
+                                           dead_feature_window=100, progress=False, log_every=100)
+    """Optimiser and schedule of every SAE (`--trainer.total-tokens`: training tokens per SAE, revisited when a
+    layer has fewer)."""
+    device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
+    seed: int = 0
+    """Seeds SAE training."""
+
+
+@dataclass(frozen=True)
+class DemoConfig(LayerSweepConfig):
+    out: Path = Path("runs/demo")
+    """Run folder: every step's output, report/index.html and summary.json."""
+    layers: tuple[int, ...] = ()
+    """Layers to study (resid_post); default: the middle one."""
+    harvest: HarvestConfig = HarvestConfig(max_images=4000)
+    train: TrainConfig = TrainConfig(
+        architecture="topk", expansion_factor=16, k=32,
+        trainer=TrainerConfig(total_tokens=2_000_000, lr=1e-3, dead_feature_window=200))
+    """The SAE every later step uses: TopK converges in few steps on the toy CLIP."""
+    relu: TrainConfig = TrainConfig(architecture="relu", expansion_factor=16,
+                                    objective=ObjectiveConfig(sparsity_coefficient=3e-3),
+                                    trainer=TrainerConfig(total_tokens=2_000_000))
+    """The paper's vanilla SAE (ReLU + L1, layer-normed inputs, its loss), trained on the same store and
+    evaluated beside. It starts from the fitted encoder scale: with `--relu.recipe paper` (W_enc = W_decᵀ)
+    its EV is still negative after the demo's budget (−14 at 300k tokens on the toy). λ = 3e-3 because the
+    paper's scale of λ leaves half the features firing on the toy (L0 ≈ 1000 of 2048)."""
+    eval: EvalConfig = EvalConfig(n_images=1000)
+    steer: SteerabilityConfig = SteerabilityConfig(n_images=64, max_features=256)
+    debias: DebiasConfig = DebiasConfig(max_images=1000)
+    """How both world group tasks are debiased (`clipsteer debias` flags; saes, dataset, out, model are set here)."""
+    typographic: TypographicDefenseConfig = TypographicDefenseConfig(max_images=500)
+    """How the typographic defense runs (`clipsteer typographic-defense` flags; saes, out, model are set here)."""
+    world_images: int = 1000
+    """Images per task for the toy CLIP's own numbers (`clipsteer world evaluate --n-*`)."""
+    fast: bool = False
+    """A few-minute version: smaller default sizes everywhere (sizes you set yourself are kept)."""

@@ -19,42 +19,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-from clipsteer.activations.harvest import HarvestConfig, harvest
+from clipsteer.activations.harvest import harvest
 from clipsteer.atomic import atomic_write_text
 from clipsteer.composite import own
 from clipsteer.evaluate.commands import evaluate_sae
 from clipsteer.evaluate.configs import EvalConfig
 from clipsteer.evaluate.results import EvalResult, FactorSummary
+from clipsteer.experiments.configs import LayerSweepConfig
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.results import ResultFile
-from clipsteer.sae.commands import TrainConfig, train
-from clipsteer.sae.recipe import TrainerConfig
-from clipsteer.steer.commands import SteerabilityConfig, steerability
+from clipsteer.sae.commands import train
+from clipsteer.sae.configs import TrainConfig
+from clipsteer.steer.commands import steerability
+from clipsteer.steer.configs import SteerabilityConfig
 from clipsteer.steer.results import SteerabilitySummary
 
 COMMAND = "layer-sweep"
 
-
-@dataclass(frozen=True)
-class LayerSweepConfig:
-    out: Path = Path("runs/layer_sweep")
-    model: str | None = None
-    """CLIP checkpoint folder or hub id; default: the toy CLIP shipped with clipsteer."""
-    layers: tuple[int, ...] = ()
-    """Layers to sweep (resid_post); default: all."""
-    device: str = "cpu"
-    seed: int = 0
-    """Seeds SAE training and the steering controls."""
-    harvest: HarvestConfig = HarvestConfig(max_images=20000)
-    """How activations are harvested (`clipsteer harvest` flags; sites, out, model, device are set here)."""
-    train: TrainConfig = TrainConfig(expansion_factor=16, trainer=TrainerConfig(total_tokens=10_000_000))
-    """How each layer's SAE is trained (`clipsteer train` flags; store and out are set here)."""
-    eval: EvalConfig = EvalConfig()
-    """How each SAE is evaluated (`clipsteer eval` flags; sae, out, model, device are set here)."""
-    steer: SteerabilityConfig = SteerabilityConfig()
-    """How steerability is measured (`clipsteer steerability` flags; out, sae, model, device, seed are set here)."""
-    run_steerability: bool = True
 
 
 @dataclass(frozen=True)

@@ -32,41 +32,19 @@ from clipsteer.composite import own
 from clipsteer.data.protocol import Captioned
 from clipsteer.data.resolve import open_dataset
 from clipsteer.errors import ConfigError, check_positive
+from clipsteer.experiments.configs import SparsityStudyConfig
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
 from clipsteer.results import ResultFile, to_json
 from clipsteer.run_folder import folder_lock
 from clipsteer.sae.config import SAEConfig
 from clipsteer.sae.model import SparseAutoencoder
-from clipsteer.sae.objectives import ObjectiveConfig
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.source import TensorSource
 from clipsteer.sae.trainer import Trainer
 
 COMMAND = "sparsity-study"
 
-
-@dataclass(frozen=True)
-class SparsityStudyConfig:
-    out: Path = Path("runs/sparsity")
-    model: str | None = None
-    """CLIP checkpoint; default: the shipped toy CLIP."""
-    images: str = "world:train"
-    n_images: int = 1000
-    captions: str = "world:train"
-    """Captions for the text tower: a text file (one per line) or a dataset with captions (`world:…`)."""
-    n_captions: int = 8000
-    held_out_fraction: float = 0.2
-    """Images / captions kept out of training; L0 is measured on them."""
-    expansion_factor: int = 4
-    objective: ObjectiveConfig = ObjectiveConfig(sparsity_coefficient=1e-4)
-    """The ReLU SAE's loss: the paper's (L1 with λ = 1e-4, its steering SAEs' λ; ghost grads)."""
-    trainer: TrainerConfig = TrainerConfig(tokens_per_batch=1024, total_tokens=400_000, lr=4e-4, lr_warmup_steps=20,
-                                           dead_feature_window=100, progress=False, log_every=100)
-    """Optimiser and schedule of every SAE (`--trainer.total-tokens`: training tokens per SAE, revisited when a
-    layer has fewer)."""
-    device: str = "cpu"
-    seed: int = 0
 
 
 @dataclass(frozen=True)

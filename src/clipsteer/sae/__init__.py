@@ -18,7 +18,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "SAEInputError": "clipsteer.sae.model",
     "SAEOutput": "clipsteer.sae.model",
     "SparseAutoencoder": "clipsteer.sae.model",
-    "ObjectiveConfig": "clipsteer.sae.objectives",
+    "ObjectiveConfig": "clipsteer.sae.recipe",
     "load_prisma_sae": "clipsteer.sae.prisma",
     "SAERecipe": "clipsteer.sae.recipe",
     "TrainerConfig": "clipsteer.sae.recipe",

@@ -17,16 +17,16 @@ keeps its run folder in `<out>/rank_<r>/`), and `--dist.mode data` trains every 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from clipsteer.errors import check_positive
 from clipsteer.run_folder import folder_lock
 from clipsteer.sae.architectures import spec
-from clipsteer.sae.config import Architecture, Normalization, SAEConfig, TokenSelection
+from clipsteer.sae.config import SAEConfig
+from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.distributed import (
     LOCAL,
-    DistributedConfig,
     DistributedError,
     Rank,
     RankSlice,
@@ -34,39 +34,8 @@ from clipsteer.sae.distributed import (
     process_group,
     recipes_for,
 )
-from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import RECIPES, RecipeName, SAERecipe, TrainerConfig
+from clipsteer.sae.recipe import RECIPES, SAERecipe
 from clipsteer.sae.trainer import Trainer
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    store: Path | None = None
-    """An activation store folder (written by `clipsteer harvest`). Required."""
-    out: Path = Path("runs/sae")
-    """Run folder: config.json, metrics.jsonl, checkpoints/, saes/<name>/."""
-    tokens: TokenSelection = "all"
-    """Train on all tokens, the CLS token only, or patch tokens only."""
-    architecture: Architecture = "relu"
-    expansion_factor: int = 64
-    """d_sae = expansion_factor · d_in (the paper: 64)."""
-    k: int = 64
-    """Active features per token for topk / batchtopk (the paper's TopK SAEs: 64)."""
-    recipe: RecipeName = "default"
-    """`paper`: the paper's recipe exactly (see `clipsteer.sae.recipe.RECIPES`); settings that are still at
-    the default recipe's values (normalization, objective.reconstruction, trainer.encoder_init) take it."""
-    normalization: Normalization | None = None
-    """Input normalisation (None: the recipe's, layer_norm for both)."""
-    objective: ObjectiveConfig = ObjectiveConfig()
-    trainer: TrainerConfig = TrainerConfig()
-    sweep_sparsity: tuple[float, ...] = ()
-    """Train one SAE per sparsity coefficient λ (relu / jumprelu), all on the same batches."""
-    sweep_k: tuple[int, ...] = ()
-    """Train one SAE per k (topk / batchtopk), all on the same batches."""
-    resume: bool = True
-    """Continue from the newest checkpoint in `out` when there is one."""
-    dist: DistributedConfig = DistributedConfig()
-    """How ranks share the work when launched by torchrun (ignored in a single process)."""
 
 
 def _store_description(source: object) -> tuple[str | None, str | None]:

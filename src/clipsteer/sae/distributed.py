@@ -37,32 +37,11 @@ from torch import Tensor
 
 from clipsteer.errors import ClipsteerError, FolderLockedError, OutputError
 from clipsteer.run_folder import folder_lock
+from clipsteer.sae.configs import Backend
 from clipsteer.sae.source import BatchSource
 
-Mode = Literal["none", "recipes", "data"]
-Backend = Literal["auto", "nccl", "gloo"]
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class LaunchConfig:
-    """How the processes of a torchrun job talk (nested as `--dist.*`; ignored in a single process)."""
-
-    backend: Backend = "auto"
-    """Process-group backend: auto picks nccl for CUDA devices and gloo on CPU."""
-    timeout_s: float = 1800.0
-    """How long a rank waits for the others (joining, a collective, a barrier) before the job fails. A rank
-    that finishes its share first waits for the slowest at a barrier, so keep it above that spread."""
-
-
-@dataclass(frozen=True)
-class DistributedConfig(LaunchConfig):
-    """How `clipsteer train` launched by torchrun shares its work (nested as `--dist.*`)."""
-
-    mode: Mode = "none"
-    """recipes: the SAEs of a sweep are spread across ranks (no communication); data: every SAE is trained
-    data-parallel (each rank reads its slice of every global batch, gradients averaged). none: a single
-    process (an error under a multi-process launch)."""
 
 
 class DistributedError(ClipsteerError, RuntimeError):

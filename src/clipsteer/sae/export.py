@@ -25,22 +25,19 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import torch
-import tyro
 
 from clipsteer.atomic import atomic_directory, atomic_save_safetensors, atomic_write_bytes, atomic_write_json
 from clipsteer.hub import is_hub_address
 from clipsteer.models.sites import SITE_PATTERN
+from clipsteer.sae.configs import ExportConfig, ExportFormat
 from clipsteer.sae.hook_names import hook_name_from_site
 from clipsteer.sae.io import inference_tensors
 from clipsteer.sae.loading import load_any_sae
 from clipsteer.sae.model import SparseAutoencoder
 
-ExportFormat = Literal["saelens", "prisma"]
 _SAELENS_NORMALIZATION = {"none": "none", "layer_norm": "layer_norm", "token_rescale": "constant_norm_rescale"}
 PRISMA_WEIGHTS_NAME = "weights.pt"
 SAELENS_LAYOUT_VERSION = "6.0.0"
@@ -156,15 +153,6 @@ def default_export_folder(sae: str | Path, format: ExportFormat) -> Path:
         return Path(f"{text.rsplit('/', 1)[-1]}_{format}")
     return Path(f"{text.removesuffix('.pt')}_{format}")
 
-
-@dataclass(frozen=True)
-class ExportConfig:
-    sae: Annotated[str, tyro.conf.Positional]
-    """The SAE: a clipsteer, SAELens or Prisma folder, a Prisma .pt file, or hf://org/repo[/subfolder]."""
-    format: ExportFormat = "saelens"
-    """Target library: saelens (cfg.json + sae_weights.safetensors) or prisma (config.json + weights.pt)."""
-    out: Path | None = None
-    """Output folder; default: `<sae>_<format>` beside the SAE."""
 
 
 def export(config: ExportConfig) -> Path:

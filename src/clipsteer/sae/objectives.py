@@ -29,7 +29,6 @@ gradients is the gradient of the global batch's loss. With the default `LOCAL` n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -37,40 +36,8 @@ from torch import Tensor
 from clipsteer.sae.distributed import LOCAL, Sync
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.nonlinearities import step
+from clipsteer.sae.recipe import ObjectiveConfig
 from clipsteer.sae.sparse import sparse_decode
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    sparsity_coefficient: float = 1e-4
-    """λ: the L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk/batchtopk.
-    1e-4 is the λ of the SAEs used in the paper's steering notebooks."""
-    sparsity_warmup_steps: int = 0
-    """Steps over which λ rises linearly from 0 (0: no warm-up, as in the paper)."""
-    reconstruction: Literal["paper", "mse"] = "paper"
-    ghost_grads: bool = True
-    """Ghost grads for dead features (relu and jumprelu only)."""
-    auxk_coefficient: float = 1 / 32
-    """AuxK loss weight α (topk and batchtopk only; 0 disables)."""
-    auxk_k: int | None = None
-    """Dead features used by AuxK per token (None: d_in // 2, as in Gao et al.)."""
-    jumprelu_bandwidth: float = 1e-3
-    """Width ε of the straight-through rectangle kernel."""
-    jumprelu_init_threshold: float = 1e-3
-    batchtopk_threshold_momentum: float = 0.99
-    """BatchTopK: EMA momentum of the inference threshold (the smallest kept activation per batch)."""
-
-    def __post_init__(self) -> None:
-        if self.sparsity_coefficient < 0 or self.auxk_coefficient < 0:
-            raise ValueError("ObjectiveConfig: sparsity_coefficient and auxk_coefficient must be >= 0")
-        if self.sparsity_warmup_steps < 0:
-            raise ValueError("ObjectiveConfig.sparsity_warmup_steps must be >= 0")
-        if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold <= 0:
-            raise ValueError("ObjectiveConfig: jumprelu_bandwidth and jumprelu_init_threshold must be > 0")
-        if not 0 <= self.batchtopk_threshold_momentum < 1:
-            raise ValueError("ObjectiveConfig.batchtopk_threshold_momentum must be in [0, 1)")
-        if self.auxk_k is not None and self.auxk_k <= 0:
-            raise ValueError("ObjectiveConfig.auxk_k must be positive or None")
 
 
 @dataclass

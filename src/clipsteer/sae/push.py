@@ -21,18 +21,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import tyro
+from typing import Any
 
 from clipsteer.atomic import atomic_directory, atomic_write_text
 from clipsteer.evaluate.results import EvalResult
 from clipsteer.hub import HubError, hub_offline, parse_hub_address
 from clipsteer.sae.config import SAEConfig
+from clipsteer.sae.configs import PushConfig
 from clipsteer.sae.io import save_sae
 from clipsteer.sae.loading import load_any_sae
-from clipsteer.sae.objectives import ObjectiveConfig
-from clipsteer.sae.recipe import TrainerConfig
+from clipsteer.sae.recipe import ObjectiveConfig, TrainerConfig
 
 NOT_RECORDED = "not recorded"
 
@@ -157,22 +155,6 @@ def stage_push_folder(sae_path: Path, out: Path, repo_id: str, subfolder: str | 
         atomic_write_text(tmp / "README.md", model_card(sae.config, repo_id, subfolder, evaluation, record))
     return out
 
-
-@dataclass(frozen=True)
-class PushConfig:
-    sae: Annotated[Path, tyro.conf.Positional]
-    """The SAE folder (clipsteer, SAELens or Prisma)."""
-    repo: Annotated[str, tyro.conf.Positional]
-    """Target repository, `org/repo` (created if absent)."""
-    subfolder: str | None = None
-    """Upload into this folder of the repository (several SAEs per repository)."""
-    eval: Path | None = None
-    """`clipsteer eval`'s eval.json; default: eval.json inside the SAE folder, if there."""
-    run: Path | None = None
-    """The training run folder; default: the run that holds `<run>/saes/<name>/`."""
-    private: bool = False
-    dry_run: Path | None = None
-    """Only write the folder that would be uploaded (card included) here; nothing is sent."""
 
 
 def push(config: PushConfig) -> Path | str:

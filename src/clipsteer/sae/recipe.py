@@ -20,9 +20,43 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clipsteer.sae.config import Normalization, SAEConfig
-from clipsteer.sae.objectives import ObjectiveConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    sparsity_coefficient: float = 1e-4
+    """λ: the L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk/batchtopk.
+    1e-4 is the λ of the SAEs used in the paper's steering notebooks."""
+    sparsity_warmup_steps: int = 0
+    """Steps over which λ rises linearly from 0 (0: no warm-up, as in the paper)."""
+    reconstruction: Literal["paper", "mse"] = "paper"
+    """paper: the paper's normalised reconstruction loss; mse: plain mean squared error."""
+    ghost_grads: bool = True
+    """Ghost grads for dead features (relu and jumprelu only)."""
+    auxk_coefficient: float = 1 / 32
+    """AuxK loss weight α (topk and batchtopk only; 0 disables)."""
+    auxk_k: int | None = None
+    """Dead features used by AuxK per token (None: d_in // 2, as in Gao et al.)."""
+    jumprelu_bandwidth: float = 1e-3
+    """Width ε of the straight-through rectangle kernel."""
+    jumprelu_init_threshold: float = 1e-3
+    """JumpReLU thresholds at initialisation."""
+    batchtopk_threshold_momentum: float = 0.99
+    """BatchTopK: EMA momentum of the inference threshold (the smallest kept activation per batch)."""
+
+    def __post_init__(self) -> None:
+        if self.sparsity_coefficient < 0 or self.auxk_coefficient < 0:
+            raise ValueError("ObjectiveConfig: sparsity_coefficient and auxk_coefficient must be >= 0")
+        if self.sparsity_warmup_steps < 0:
+            raise ValueError("ObjectiveConfig.sparsity_warmup_steps must be >= 0")
+        if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold <= 0:
+            raise ValueError("ObjectiveConfig: jumprelu_bandwidth and jumprelu_init_threshold must be > 0")
+        if not 0 <= self.batchtopk_threshold_momentum < 1:
+            raise ValueError("ObjectiveConfig.batchtopk_threshold_momentum must be in [0, 1)")
+        if self.auxk_k is not None and self.auxk_k <= 0:
+            raise ValueError("ObjectiveConfig.auxk_k must be positive or None")
 
 
 EncoderInit = Literal["fitted_scale", "decoder_transpose"]
@@ -64,13 +98,17 @@ class TrainerConfig:
     total_tokens: int = 130_000_000
     """Training length in tokens; steps = ceil(total_tokens / tokens_per_batch)."""
     lr: float = 4e-4
+    """Adam learning rate (after warm-up)."""
     lr_warmup_steps: int = 200
+    """Linear learning-rate warm-up steps."""
     lr_end_factor: float = 0.1
     """Cosine decay ends at lr · lr_end_factor (the paper: lr/10)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam (β1, β2)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping by global norm per SAE (None: off)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
     """`decoder_transpose`: W_enc = W_decᵀ (the paper). `fitted_scale`: then scaled by the factor that makes
     the initial reconstruction of the init sample least-squares closest to it (see `fit_encoder_scale_`)."""
@@ -85,14 +123,19 @@ class TrainerConfig:
     autocast_bf16: bool = False
     """Run the matmuls under bf16 autocast (parameters and optimizer state stay fp32)."""
     device: str = "cpu"
+    """torch device: cpu, cuda, cuda:1, …"""
     seed: int = 42
     """Seeds the data stream order and the SAE initialisation (SAEs of equal shape start identical)."""
     log_every: int = 50
+    """Write a metrics.jsonl line every this many steps."""
     checkpoint_every: int = 1000
+    """Save a resumable checkpoint every this many steps."""
     keep_checkpoints: int = 2
+    """Checkpoints kept on disk (older ones are deleted)."""
     loggers: tuple[Literal["wandb", "tensorboard"], ...] = ()
     """Extra metric sinks besides metrics.jsonl; each needs its package installed."""
     wandb_project: str = "clipsteer"
+    """The Weights & Biases project when `loggers` includes wandb."""
     progress: bool = True
     """Show a tqdm progress bar."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -31,10 +30,9 @@ from tqdm.auto import tqdm
 
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.sites import Site, TokenSelection
+from clipsteer.steer.configs import Engine
 from clipsteer.steer.dictionary import LinearDictionary
 from clipsteer.steer.interventions import Edit, edit_fn, token_mask
-
-Engine = Literal["auto", "plain", "suffix", "closed_form"]
 
 
 @dataclass(frozen=True)
