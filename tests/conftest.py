@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ from clipsteer.models.testing import tiny_backbone
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def open_clip_site_only_in_interop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/interop puts open_clip's side folder (with a torchvision that breaks transformers) on sys.path;
+    every other test runs without it, so the processes it spawns (multiprocessing passes sys.path on) and
+    the subprocesses it starts never see it either."""
+    site = os.environ.get("CLIPSTEER_OPEN_CLIP_SITE")
+    if site and "interop" not in Path(str(request.node.path)).parts:
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p != site])
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ from clipsteer.experiments.suppression import (
     MethodResult,
     Ranking,
     SuppressionResult,
+    TaskBase,
     capture_sites,
     embed,
     image_scores,
@@ -62,9 +63,6 @@ from clipsteer.experiments.suppression import (
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
 
-SPLIT_ROLES = ("select", "choose", "report")
-
-
 
 @dataclass
 class SplitData:
@@ -78,24 +76,21 @@ class SplitData:
     hidden: dict[str, Tensor] = field(default_factory=dict)
 
 
-class GroupTask:
+class GroupTask(TaskBase):
     """The splits, classifier and group weights of one debias run (a `SuppressionTask`)."""
 
     score, guard = "wga", "accuracy"
+    config: DebiasConfig
 
     def __init__(self, backbone: Backbone, config: DebiasConfig):
-        self.backbone, self.config = backbone, config
-        self.selection, self.max_guard_drop = config.selection, config.max_avg_drop
-        self.random_draws, self.seed = config.random_draws, config.seed
-        self.sites: list[str] = []  # captured together, in one forward per batch
-        splits = dict(zip(SPLIT_ROLES, (config.select_split, config.choose_split, config.report_split), strict=True))
-        self.splits = {role: self._split(open_labelled(config.dataset, name)) for role, name in splits.items()}
+        super().__init__(backbone, config, config.max_avg_drop)
+        self.splits = {role: self._split(open_labelled(config.dataset, name)) for role, name in self.split_names.items()}
         reference = self.splits["select"].dataset
         self.group_names = group_labels(reference)[1]
         counts = np.bincount(self.splits["select"].group, minlength=len(self.group_names)).astype(float)
         self.group_weights = dict(zip(self.group_names, (counts / counts.sum()).tolist(), strict=True))
-        templates = config.templates or getattr(reference, "templates", None) or ("a photo of a {}.",)
-        self.classifier = ZeroShotClassifier(backbone, reference.label_names()[LABEL], templates, prompts_of(reference))
+        self.classifier = ZeroShotClassifier(backbone, reference.label_names()[LABEL], self.templates(reference),
+                                             prompts_of(reference))
         spurious_templates = (config.spurious_templates or getattr(reference, "spurious_templates", None)
                               or ("a photo of a {}.",))
         self.spurious_text = backbone.zero_shot_head(reference.label_names()[SPURIOUS], spurious_templates).cpu()

@@ -36,14 +36,14 @@ from tqdm.auto import tqdm
 from clipsteer.data.protocol import LABEL, ImageDataset, NamedLabelledDataset
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.evaluate.groups import GroupReport, TypographicReport
-from clipsteer.experiments.configs import FeatureSelection, SuppressOp
+from clipsteer.experiments.configs import FeatureSelection, SuppressionConfig, SuppressOp
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.models.sites import token_slice
 from clipsteer.results import ResultFile
 from clipsteer.steer.dictionary import DirectionSet, LinearDictionary
 from clipsteer.steer.interventions import Edit, Form, edit_fn
 
-C = TypeVar("C", bound="ExperimentConfig")
+C = TypeVar("C", bound=SuppressionConfig)
 
 
 
@@ -335,6 +335,23 @@ class SuppressionTask(Protocol):
         ...
 
 
+class TaskBase:
+    """What every `SuppressionTask` shares: the config's choice settings, the split names by role, the
+    sites captured together, and the prompt templates."""
+
+    def __init__(self, backbone: Backbone, config: SuppressionConfig, max_guard_drop: float):
+        self.backbone, self.config = backbone, config
+        self.selection, self.max_guard_drop = config.selection, max_guard_drop
+        self.random_draws, self.seed = config.random_draws, config.seed
+        self.sites: list[str] = []  # captured together, in one forward per batch
+        self.split_names = {"select": config.select_split, "choose": config.choose_split,
+                            "report": config.report_split}
+
+    def templates(self, dataset: object) -> tuple[str, ...]:
+        """The config's templates, else the dataset's own (`templates`), else CLIP's 'a photo of a {}.'."""
+        return tuple(self.config.templates or getattr(dataset, "templates", None) or ("a photo of a {}.",))
+
+
 def metric(metrics: Metrics, name: str) -> float:
     return float(getattr(metrics, name))
 
@@ -451,13 +468,6 @@ def plot_layers(result: SuppressionResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-class ExperimentConfig(Protocol):
-    out: Path
-    model: str | None
-    device: str
-    seed: int
 
 
 def run_experiment(command: str, config: C, run: Callable[[Backbone, C, Path], SuppressionResult],

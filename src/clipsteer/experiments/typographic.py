@@ -44,6 +44,7 @@ from clipsteer.experiments.suppression import (
     MethodResult,
     Ranking,
     SuppressionResult,
+    TaskBase,
     capture_sites,
     embed,
     image_scores,
@@ -58,9 +59,6 @@ from clipsteer.experiments.suppression import (
 )
 from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
-
-SPLIT_ROLES = ("select", "choose", "report")
-
 
 
 def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str, NamedLabelledDataset]:
@@ -85,23 +83,20 @@ class PairedSplit:
     hidden: dict[tuple[str, str], Tensor] = field(default_factory=dict)
 
 
-class TypographicTask:
+class TypographicTask(TaskBase):
     """The paired splits and classifier of one typographic-defense run (a `SuppressionTask`)."""
 
     score, guard = "attacked_accuracy", "clean_accuracy"
+    config: TypographicDefenseConfig
 
     def __init__(self, backbone: Backbone, config: TypographicDefenseConfig):
-        self.backbone, self.config = backbone, config
-        self.selection, self.max_guard_drop = config.selection, config.max_clean_drop
-        self.random_draws, self.seed = config.random_draws, config.seed
-        self.sites: list[str] = []  # captured together, in one forward per batch
-        names = dict(zip(SPLIT_ROLES, (config.select_split, config.choose_split, config.report_split), strict=True))
+        super().__init__(backbone, config, config.max_clean_drop)
         self.splits = {role: self._split(paired_split(config.dataset, name, backbone.image_size, config.attack_seed),
                                          with_mask=role == "select")
-                       for role, name in names.items()}
+                       for role, name in self.split_names.items()}
         attacked = self.splits["select"].variants["attacked"]
-        templates = config.templates or getattr(attacked, "templates", None) or ("a photo of a {}.",)
-        self.classifier = ZeroShotClassifier(backbone, attacked.label_names()[LABEL], templates, prompts_of(attacked))
+        self.classifier = ZeroShotClassifier(backbone, attacked.label_names()[LABEL], self.templates(attacked),
+                                             prompts_of(attacked))
 
     def _split(self, variants: dict[str, NamedLabelledDataset], with_mask: bool) -> PairedSplit:
         attacked = variants["attacked"]
