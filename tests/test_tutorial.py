@@ -36,6 +36,7 @@ CLASSES = ("cat", "dog")  # words the random model's tokenizer knows (clipsteer.
 SPURIOUS = {"red": (200, 40, 40), "blue": (40, 40, 200)}
 PER_GROUP = {"train": 4, "val": 3, "test": 3}
 D_MODEL = 32
+LOGIT_SCALE = math.exp(2.6592)  # CLIPConfig's initial logit scale: the random model's τ
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -76,13 +77,11 @@ def test_tutorial_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         .save_pretrained(tmp_path / "clip")
     images = write_labelled_images(tmp_path / "images")
     n_images = 4 * sum(PER_GROUP.values())
-    logit_scale = float(math.exp(2.6592))  # CLIPConfig's initial logit scale: the random model's τ
     settings = {
         "CLIP": model_dir, "IMAGES": images, "LABELLED": f"csv:{images}", "CLASSES": " ".join(CLASSES),
         "SITE": "blocks.10.resid_post", "DEVICE": "cpu", "RUN": "runs/tutorial",
         "HARVEST_IMAGES": n_images, "TRAIN_TOKENS": 8192, "EVAL_IMAGES": n_images, "STEER_IMAGES": 4,
         "STEER_FEATURES": 8, "CARDS": 4,
-        "ALPHA": round(150 * math.sqrt(D_MODEL - 1) / math.sqrt(767), 1), "TAU": round(logit_scale, 1),
     }
     work = tmp_path / "work"
     work.mkdir()
@@ -151,7 +150,9 @@ def check_outputs(run: Path, n_images: int, ns: dict) -> None:
     assert quality.downstream is not None and quality.downstream.kl_zero_shot >= 0
 
     summary = SteerabilitySummary.read(run / "steerability")
-    assert set(summary.bases) == {"sae", "neurons", "random_sae", "random_neurons"}
+    assert set(summary.bases) == {"sae", "null", "neurons", "neurons_ln"}
+    assert summary.alpha == pytest.approx(150 * math.sqrt(D_MODEL - 1) / math.sqrt(767))  # the paper's α by meaning
+    assert summary.temperature == pytest.approx(LOGIT_SCALE, rel=1e-4)  # τ = the model's own logit scale
     assert summary.bases["sae"].n_features == 8 and summary.bases["neurons"].n_features == D_MODEL
     for basis, scores in summary.bases.items():
         assert 0 <= scores.fraction_steerable <= 1

@@ -56,7 +56,7 @@ def commands(out: Path, store: Path, sae_dir: Path, model_dir: Path, images: Pat
         "eval": ["eval", "--sae", sae_dir, "--out", out, "--model", world_model, "--n-images", "8",
                  "--n-patch-images", "4", "--images-per-batch", "4"],
         "steerability": ["steerability", "--out", out, "--sae", sae_dir, "--model", model_dir, "--images", images,
-                         "--n-images", "4", "--vocab-size", "8", "--no-random-control", "--bases", "sae"],
+                         "--n-images", "4", "--vocab-size", "8", "--bases", "sae"],
     }
 
 

@@ -85,7 +85,7 @@ def test_run_folder_is_complete_only_through_its_result_and_never_mixes_configs(
 def test_steerability_rerun_with_another_alpha_starts_clean(tmp_path: Path, cli: Cli, sae_dir: Path,
                                                             model_dir: Path, images: Path) -> None:
     base = ["steerability", "--out", tmp_path / "s", "--sae", sae_dir, "--model", model_dir, "--images", images,
-            "--n-images", "4", "--vocab-size", "8", "--no-random-control"]
+            "--n-images", "4", "--vocab-size", "8",]
     assert cli(*base, "--bases", "sae", "neurons")[0] == 0
     assert (tmp_path / "s" / "features_neurons.jsonl").is_file()
     assert cli(*base, "--bases", "sae", "--alpha", "10")[0] == 0
