@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from clipsteer.sae.fused_relu import Workspace
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
@@ -47,6 +48,7 @@ class SAEUpdater:
         self.optimizer = make_adam(list(sae.parameters()), config)
         self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
         self.pending_window_summary: dict[str, float] = {}
+        self.workspace = Workspace()  # [N, d_sae] buffers reused every step (see clipsteer.sae.fused_relu)
 
     @property
     def name(self) -> str:
@@ -65,7 +67,7 @@ class SAEUpdater:
         device_type = x.device.type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
-                              jumprelu_bandwidth=objective.jumprelu_bandwidth)
+                              jumprelu_bandwidth=objective.jumprelu_bandwidth, workspace=self.workspace)
             losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None)
         if not torch.isfinite(losses.total):
             raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
