@@ -7,10 +7,11 @@ import torch
 
 from clipsteer.sae import SAEConfig, SparseAutoencoder
 from clipsteer.sae import model as model_module
-from clipsteer.sae.fused_relu import Workspace, relu_autoencode
+from clipsteer.sae.fused_relu import relu_autoencode
 from clipsteer.sae.objectives import ObjectiveConfig, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.updater import SAEUpdater
+from clipsteer.sae.workspace import Workspace
 
 D_IN, D_SAE, N = 12, 40, 64
 
@@ -58,7 +59,7 @@ def test_node_matches_plain_ops_in_value_and_gradient() -> None:
 
 
 def _unfused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_module, "fused_relu_applies", lambda x, w: False)
+    monkeypatch.setattr(model_module, "plain_fp32", lambda x, w: False)
 
 
 @pytest.mark.parametrize("dead", [False, True])

@@ -24,20 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-class Workspace:
-    """Reusable [N, d_sae] buffers for a training loop. A trace made with a workspace returns codes that live
-    in it: the next trace with the same workspace overwrites them (the updater drops each trace first)."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
-            buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
-            self._buffers[name] = buffer
-        return buffer
+from clipsteer.sae.workspace import Workspace
 
 
 def _buffer(workspace: Workspace | None, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -101,9 +88,3 @@ def relu_autoencode(x: Tensor, W_enc: Tensor, bias: Tensor, W_dec: Tensor, b_dec
     Gradients flow through x̂̃ and L1 (not through the codes or column sums, which are for statistics).
     """
     return _ReLUAutoencode.apply(x, W_enc, bias, W_dec, b_dec, workspace)  # type: ignore[no-any-return]
-
-
-def fused_relu_applies(x: Tensor, weight: Tensor) -> bool:
-    """The fused path covers fp32 without autocast (bf16 autocast keeps the generic ops)."""
-    return (x.dtype == weight.dtype == torch.float32
-            and not torch.is_autocast_enabled(x.device.type))

@@ -31,9 +31,10 @@ from torch import Tensor, nn
 
 from clipsteer.sae.architectures import ArchSpec, spec
 from clipsteer.sae.config import SAEConfig
-from clipsteer.sae.fused_relu import Workspace, fused_relu_applies, relu_autoencode
+from clipsteer.sae.fused_relu import relu_autoencode
 from clipsteer.sae.normalization import NormStats, denormalize, normalize
 from clipsteer.sae.sparse import sparse_decode, topk_encode
+from clipsteer.sae.workspace import Workspace, plain_fp32
 
 TopKImpl = Literal["sparse", "dense"]
 PER_TOKEN_NORMALIZATIONS = ("layer_norm", "token_rescale")
@@ -272,7 +273,7 @@ class SparseAutoencoder(nn.Module):
 
         dead_mask (bool [d_sae]) with k_aux > 0 adds the AuxK selection (TopK/BatchTopK). A
         `jumprelu_bandwidth` switches JumpReLU to its straight-through training form. A `workspace`
-        lets the ReLU path reuse its [N, d_sae] buffers across calls (the returned codes live there).
+        lets the ReLU and sparse TopK paths reuse their [N, d_sae] buffers across calls (ReLU's codes live there).
         """
         if x.ndim != 2:
             raise SAEInputError(f"trace: expected a flat batch [N, d_in={self.d_in}], got {tuple(x.shape)}")
@@ -281,7 +282,7 @@ class SparseAutoencoder(nn.Module):
         if self.uses_sparse_topk:
             assert self.config.k is not None
             values, indices, aux_values, aux_indices = topk_encode(
-                x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux)
+                x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux, workspace)
             recon_norm = sparse_decode(values, indices, self.W_dec) + self.b_dec
             with torch.no_grad():
                 fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
@@ -290,7 +291,7 @@ class SparseAutoencoder(nn.Module):
                               fire_counts=fire_counts, counted_tokens=x.shape[0], values=values,
                               indices=indices, aux_values=aux_values if k_aux else None,
                               aux_indices=aux_indices if k_aux else None)
-        if self.spec.name == "relu" and fused_relu_applies(x_norm, self.W_enc):
+        if self.spec.name == "relu" and plain_fp32(x_norm, self.W_enc):
             recon_norm, l1, codes, column_sums = relu_autoencode(
                 x_norm, self.W_enc, self.effective_encoder_bias(), self.W_dec, self.b_dec, workspace)
             with torch.no_grad():

@@ -13,12 +13,12 @@ import math
 import torch
 from torch import Tensor
 
-from clipsteer.sae.fused_relu import Workspace
 from clipsteer.sae.model import SparseAutoencoder, TrainTrace
 from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import linear_warmup
 from clipsteer.sae.stats import FeatureStats
+from clipsteer.sae.workspace import Workspace
 
 
 def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.optim.Adam:
@@ -48,7 +48,7 @@ class SAEUpdater:
         self.optimizer = make_adam(list(sae.parameters()), config)
         self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
         self.pending_window_summary: dict[str, float] = {}
-        self.workspace = Workspace()  # [N, d_sae] buffers reused every step (see clipsteer.sae.fused_relu)
+        self.workspace = Workspace()  # [N, d_sae] buffers reused every step (see clipsteer.sae.workspace)
 
     @property
     def name(self) -> str:
