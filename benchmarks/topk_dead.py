@@ -12,6 +12,7 @@ last 100 images, the peers.py formula) at chosen steps. Variants:
   sparsify     eai-sparsify's step (as in peers.py)
 
     PYTHONPATH=src python benchmarks/topk_dead.py 100 1,16,50,100 default,ls,paper,sparsify
+    STORE=/tmp/i15b/d768/acts/blocks.2.resid_post PYTHONPATH=src python benchmarks/topk_dead.py 10 1,4,10 default,ls
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from peers import Clipsteer, evaluate, load_rows  # noqa: E402
 
 from clipsteer.sae import TensorSource, architectures  # noqa: E402
 
-STORE = "/work/artifacts/acts/blocks.2.resid_post"
+STORE = os.environ.get("STORE", "/work/artifacts/acts/blocks.2.resid_post")  # e.g. the d=768 store
 
 
 class ScaledAdam(torch.optim.Adam):
@@ -75,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(1)
     steps, evals, variants = int(sys.argv[1]), {int(v) for v in sys.argv[2].split(",")}, sys.argv[3].split(",")
     train, held = load_rows(STORE, 100, 4096 * (steps + 8))
-    s = Setting("topk", 128, 2048, 32, 4e-4, 4096, 0)
+    s = Setting("topk", train.shape[1], 16 * train.shape[1], 32, 4e-4, 4096, 0)
     libs = [make(v, s, train[:16384]) for v in variants]
     stream = TensorSource(train).batches(s.batch, s.seed)
     print("load", os.getloadavg(), flush=True)

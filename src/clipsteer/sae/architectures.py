@@ -50,8 +50,10 @@ class ArchSpec:
     so least squares shrinks the reconstruction well below the input's size; from there Adam's first steps
     push the selected features up and the never-selected ones (no gradient under TopK) stay unused. Measured
     on the toy CLIP (×16, k 32, 409k tokens): held-out dead 0.194 → 0.131 (sparsify 0.143) with EV
-    0.945 → 0.942 (sparsify 0.932); at 65k tokens 0.239 → 0.103 (sparsify 0.099). BatchTopK selects per batch,
-    also independently of c, but was not measured and keeps least squares (benchmarks/results/topk_dead_d128.txt)."""
+    0.945 → 0.942 (sparsify 0.932); at 65k tokens 0.239 → 0.103 (sparsify 0.099). Cost at d=768 (random ViT-B/32,
+    41k tokens): c 0.70 → 1.30, dead 0.657 → 0.163 (sparsify 0.597) but EV 0.582 → 0.485 (sparsify 0.576); a
+    trade-off, not a free fix (least squares here restores the previous default). BatchTopK selects per batch,
+    also independently of c, but was not measured and keeps least squares (benchmarks/results/topk_dead.txt)."""
 
     @property
     def sweep_name(self) -> str:
