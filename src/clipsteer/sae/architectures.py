@@ -43,6 +43,17 @@ class ArchSpec:
     """SAELens' `architecture` for the same inference function (None: no equivalent)."""
     prisma_activation: str | None
     """ViT-Prisma's `activation_fn_str` for the same inference function (None: no equivalent)."""
+    encoder_scale_fit: Literal["least_squares", "norm"] = "least_squares"
+    """How `encoder_init="fitted_scale"` picks the encoder's initial scale c (x̂̃ − b_dec scales by c):
+    `least_squares` minimises ‖t − c·p‖² (t = x̃ − b_dec, p the unscaled reconstruction); `norm` makes
+    ‖c·p‖ = ‖t‖. For TopK the selection does not depend on c and p is poorly aligned with t at init (EV ≈ 0.6),
+    so least squares shrinks the reconstruction well below the input's size; from there Adam's first steps
+    push the selected features up and the never-selected ones (no gradient under TopK) stay unused. Measured
+    on the toy CLIP (×16, k 32, 409k tokens): held-out dead 0.194 → 0.131 (sparsify 0.143) with EV
+    0.945 → 0.942 (sparsify 0.932); at 65k tokens 0.239 → 0.103 (sparsify 0.099). Cost at d=768 (random ViT-B/32,
+    41k tokens): c 0.70 → 1.30, dead 0.657 → 0.163 (sparsify 0.597) but EV 0.582 → 0.485 (sparsify 0.576); a
+    trade-off, not a free fix (least squares here restores the previous default). BatchTopK selects per batch,
+    also independently of c, but was not measured and keeps least squares (benchmarks/results/topk_dead.txt)."""
 
     @property
     def sweep_name(self) -> str:
@@ -83,7 +94,7 @@ ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("relu", _relu, uses_k=False, exact_k_per_token=False, penalty="l1", dead_feature_loss="ghost_grads",
              threshold=None, saelens_architecture="standard", prisma_activation="relu"),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
-             threshold=None, saelens_architecture="topk", prisma_activation="topk"),
+             threshold=None, saelens_architecture="topk", prisma_activation="topk", encoder_scale_fit="norm"),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
              threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
     ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",

@@ -31,8 +31,10 @@ from torch import Tensor, nn
 
 from clipsteer.sae.architectures import ArchSpec, spec
 from clipsteer.sae.config import SAEConfig
+from clipsteer.sae.fused_relu import relu_autoencode
 from clipsteer.sae.normalization import NormStats, denormalize, normalize
 from clipsteer.sae.sparse import sparse_decode, topk_encode
+from clipsteer.sae.workspace import Workspace, plain_fp32
 
 TopKImpl = Literal["sparse", "dense"]
 PER_TOKEN_NORMALIZATIONS = ("layer_norm", "token_rescale")
@@ -80,7 +82,9 @@ class TrainTrace:
 
     Dense architectures fill `pre` and `codes` ([N, d_sae]); the sparse TopK path fills `values` /
     `indices` ([N, k]) and, when AuxK is active, `aux_values` / `aux_indices` ([N, k_aux]). The dense TopK
-    reference and BatchTopK put their AuxK codes in `aux_codes` ([N, d_sae]).
+    reference and BatchTopK put their AuxK codes in `aux_codes` ([N, d_sae]). The fused ReLU path
+    (`clipsteer.sae.fused_relu`) fills `codes` and `l1` but not `pre` (ghost grads recompute the dead
+    features' pre-activations, see `SparseAutoencoder.pre_activations`).
     """
 
     x: Tensor
@@ -99,6 +103,7 @@ class TrainTrace:
     aux_indices: Tensor | None = None
     aux_codes: Tensor | None = None
     batch_threshold: Tensor | None = None  # BatchTopK: smallest kept activation in this batch
+    l1: Tensor | None = None  # fused ReLU path: mean_n Σ_j f_nj, differentiable
 
     @property
     def l0(self) -> float:
@@ -203,9 +208,12 @@ class SparseAutoencoder(nn.Module):
         """b_enc − b_dec·W_enc [d_sae], so that pre = x̃·W_enc + this."""
         return self.b_enc - self.b_dec @ self.W_enc
 
-    def pre_activations(self, x_norm: Tensor) -> Tensor:
-        """x̃ [N, d_in] → pre [N, d_sae]."""
-        return torch.addmm(self.effective_encoder_bias(), x_norm, self.W_enc)
+    def pre_activations(self, x_norm: Tensor, features: Tensor | None = None) -> Tensor:
+        """x̃ [N, d_in] → pre [N, d_sae], or only the columns of `features` (bool [d_sae]) → [N, n_features]."""
+        if features is None:
+            return torch.addmm(self.effective_encoder_bias(), x_norm, self.W_enc)
+        W = self.W_enc[:, features]
+        return torch.addmm(self.b_enc[features] - self.b_dec @ W, x_norm, W)
 
     # ----- public API ------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -260,11 +268,12 @@ class SparseAutoencoder(nn.Module):
 
     # ----- training ------------------------------------------------------------------------------------
     def trace(self, x: Tensor, *, dead_mask: Tensor | None = None, k_aux: int = 0,
-              jumprelu_bandwidth: float | None = None) -> TrainTrace:
+              jumprelu_bandwidth: float | None = None, workspace: Workspace | None = None) -> TrainTrace:
         """One forward pass on a flat batch x [N, d_in], keeping what the objectives need.
 
         dead_mask (bool [d_sae]) with k_aux > 0 adds the AuxK selection (TopK/BatchTopK). A
-        `jumprelu_bandwidth` switches JumpReLU to its straight-through training form.
+        `jumprelu_bandwidth` switches JumpReLU to its straight-through training form. A `workspace`
+        lets the ReLU and sparse TopK paths reuse their [N, d_sae] buffers across calls (ReLU's codes live there).
         """
         if x.ndim != 2:
             raise SAEInputError(f"trace: expected a flat batch [N, d_in={self.d_in}], got {tuple(x.shape)}")
@@ -273,7 +282,7 @@ class SparseAutoencoder(nn.Module):
         if self.uses_sparse_topk:
             assert self.config.k is not None
             values, indices, aux_values, aux_indices = topk_encode(
-                x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux)
+                x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux, workspace)
             recon_norm = sparse_decode(values, indices, self.W_dec) + self.b_dec
             with torch.no_grad():
                 fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
@@ -282,6 +291,15 @@ class SparseAutoencoder(nn.Module):
                               fire_counts=fire_counts, counted_tokens=x.shape[0], values=values,
                               indices=indices, aux_values=aux_values if k_aux else None,
                               aux_indices=aux_indices if k_aux else None)
+        if self.spec.name == "relu" and plain_fp32(x_norm, self.W_enc):
+            recon_norm, l1, codes, column_sums = relu_autoencode(
+                x_norm, self.W_enc, self.effective_encoder_bias(), self.W_dec, self.b_dec, workspace)
+            with torch.no_grad():
+                sample = codes[:FREQUENCY_SAMPLE_TOKENS]
+                fire_counts = sample.sign().sum(dim=0)  # codes ≥ 0: sign is the firing indicator (2× gt+sum)
+            return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
+                              recon=denormalize(recon_norm, stats), fired=column_sums > 0, fire_counts=fire_counts,
+                              counted_tokens=sample.shape[0], codes=codes, l1=l1)
         pre = self.pre_activations(x_norm)
         codes, batch_threshold = self.spec.activate(pre, self, jumprelu_bandwidth)
         recon_norm = torch.addmm(self.b_dec.to(codes.dtype), codes, self.W_dec.to(codes.dtype)).float()

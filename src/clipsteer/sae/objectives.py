@@ -57,10 +57,10 @@ def reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL)
 
 def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor,
                     sync: Sync = LOCAL) -> Tensor:
-    assert trace.pre is not None
     residual = (trace.x_norm - trace.recon_norm).detach().float()  # [N, d_in], decoder space
     residual_centred = residual - sync.row_mean(residual)
-    ghost = torch.exp(trace.pre[:, dead_mask].float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
+    dead_pre = trace.pre[:, dead_mask] if trace.pre is not None else sae.pre_activations(trace.x_norm, dead_mask)
+    ghost = torch.exp(dead_pre.float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
     scale = residual.norm(dim=-1) / (1e-6 + 2 * ghost.norm(dim=-1))
     ghost = ghost * scale[:, None].detach()
     ghost_elem = (ghost - residual).pow(2) / residual_centred.norm(dim=-1, keepdim=True).clamp_min(1e-8)
@@ -97,7 +97,11 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
     total = recon
     terms: dict[str, Tensor] = {"reconstruction": recon.detach()}
     n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
-    if arch.penalty == "l1":
+    if arch.penalty == "l1" and trace.l1 is not None:  # the fused ReLU path computed it with the codes
+        l1 = trace.l1
+        total = total + sparsity_coefficient * l1
+        terms["l1"] = l1.detach()
+    elif arch.penalty == "l1":
         assert trace.codes is not None
         # codes ≥ 0, so Σ|f| = Σf; summed in the codes' dtype (a bf16 sum still accumulates in fp32)
         # because asking for an fp32 result would copy the whole [N, d_sae] code matrix twice.

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clipsteer.sae.workspace import Workspace, plain_fp32
+
 
 @contextmanager
 def serial_on_cpu(device: torch.device) -> Iterator[None]:
@@ -75,8 +77,11 @@ def gather_dots(indices: Tensor, a: Tensor, table: Tensor) -> Tensor:
 class _TopKEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, k: int,  # type: ignore[override]
-                dead_mask: Tensor | None, k_aux: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        pre = torch.addmm(bias, x, weight)  # [N, d_sae]; bf16 under autocast
+                dead_mask: Tensor | None, k_aux: int, workspace: Workspace | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if workspace is not None and plain_fp32(x, weight):  # reuse the [N, d_sae] buffer (no page faults)
+            pre = torch.addmm(bias, x, weight, out=workspace.get("pre", (x.shape[0], weight.shape[1]), x))
+        else:
+            pre = torch.addmm(bias, x, weight)  # [N, d_sae]; bf16 under autocast
         top = pre.topk(k, dim=-1, sorted=False)
         values = top.values.float().relu()
         indices = top.indices
@@ -114,23 +119,24 @@ class _TopKEncode(torch.autograd.Function):
                 grad_w = scatter_rows(idx, g, x.float(), d_sae).t().to(weight.dtype)  # [d_in, d_sae]
             if ctx.needs_input_grad[0]:
                 grad_x = torch.sparse.mm(rows_csr(idx, g, d_sae), weight.t().float()).to(x.dtype)
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def topk_encode(x: Tensor, weight: Tensor, bias: Tensor, k: int, dead_mask: Tensor | None = None,
-                k_aux: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                k_aux: int = 0, workspace: Workspace | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ReLU(top-k(x·W + bias)) in sparse form, plus the AuxK selection.
 
     x: [N, d_in]; weight: [d_in, d_sae]; bias: [d_sae]; dead_mask: bool [d_sae] (needed when k_aux > 0).
     Returns values [N, k] (≥ 0, fp32), indices [N, k] (int64, distinct per row), and the k_aux largest
     *raw* pre-activations among dead features with their indices ([N, k_aux] each; empty when k_aux = 0).
+    A `workspace` keeps the [N, d_sae] pre-activation buffer between calls (fp32 without autocast).
     """
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0] or bias.shape != (weight.shape[1],):
         raise ValueError(f"topk_encode: shapes x {tuple(x.shape)}, weight {tuple(weight.shape)}, bias "
                          f"{tuple(bias.shape)}; expected [N, d_in], [d_in, d_sae], [d_sae]")
     if not 1 <= k <= weight.shape[1]:
         raise ValueError(f"topk_encode: k={k} must be in 1..d_sae={weight.shape[1]}")
-    return _TopKEncode.apply(x, weight, bias, k, dead_mask, k_aux)  # type: ignore[no-any-return]
+    return _TopKEncode.apply(x, weight, bias, k, dead_mask, k_aux, workspace)  # type: ignore[no-any-return]
 
 
 class _SparseDecode(torch.autograd.Function):

@@ -24,6 +24,7 @@ from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import linear_warmup
 from clipsteer.sae.stats import FeatureStats
+from clipsteer.sae.workspace import Workspace
 
 
 def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.optim.Adam:
@@ -63,6 +64,7 @@ class SAEUpdater:
         self.optimizer = make_adam(list(sae.parameters()), config)
         self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
         self.pending_window_summary: dict[str, float] = {}
+        self.workspace = Workspace()  # [N, d_sae] buffers reused every step (see clipsteer.sae.workspace)
 
     @property
     def name(self) -> str:
@@ -81,7 +83,7 @@ class SAEUpdater:
         device_type = x.device.type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
-                              jumprelu_bandwidth=objective.jumprelu_bandwidth)
+                              jumprelu_bandwidth=objective.jumprelu_bandwidth, workspace=self.workspace)
             losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None, self.sync)
         if not torch.isfinite(losses.total):
             raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
