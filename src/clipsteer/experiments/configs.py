@@ -167,16 +167,16 @@ class DemoConfig(LayerSweepConfig):
     """The SAE every later step uses: TopK converges in few steps on the toy CLIP."""
     relu: TrainConfig = TrainConfig(architecture="relu", expansion_factor=16,
                                     objective=ObjectiveConfig(sparsity_coefficient=3e-3),
-                                    trainer=TrainerConfig(total_tokens=2_000_000))
+                                    trainer=TrainerConfig(total_tokens=1_000_000))
     """The paper's vanilla SAE (ReLU + L1, layer-normed inputs, its loss), trained on the same store and
     evaluated beside. It starts from the fitted encoder scale: with `--relu.recipe paper` (W_enc = W_decᵀ)
     its EV is still negative after the demo's budget (−14 at 300k tokens on the toy). λ = 3e-3 because the
     paper's scale of λ leaves half the features firing on the toy (L0 ≈ 1000 of 2048)."""
     eval: EvalConfig = EvalConfig(n_images=1000)
     steer: SteerabilityConfig = SteerabilityConfig(n_images=64, max_features=256)
-    debias: DebiasConfig = DebiasConfig(max_images=1000)
+    debias: DebiasConfig = DebiasConfig(max_images=750)
     """How both world group tasks are debiased (`clipsteer debias` flags; saes, dataset, out, model are set here)."""
-    typographic: TypographicDefenseConfig = TypographicDefenseConfig(max_images=500)
+    typographic: TypographicDefenseConfig = TypographicDefenseConfig(max_images=300)
     """How the typographic defense runs (`clipsteer typographic-defense` flags; saes, out, model are set here)."""
     world_images: int = 1000
     """Images per task for the toy CLIP's own numbers (`clipsteer world evaluate --n-*`)."""
