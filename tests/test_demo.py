@@ -89,4 +89,4 @@ def test_a_rerun_reuses_every_step(demo: tuple[Path, DemoSummary]) -> None:
 
 def test_fast_keeps_the_sizes_the_user_set() -> None:
     config = fast_sizes(DemoConfig(world_images=77))
-    assert config.world_images == 77 and config.harvest.max_images == 1000 and config.debias.max_images == 300
+    assert config.world_images == 77 and config.harvest.max_images == 1000 and config.debias.max_images == 240

@@ -44,10 +44,10 @@ GROUP_TASKS = ("background", "attribute")
 FAST_SIZES: tuple[tuple[str, Any], ...] = (
     ("harvest.max_images", 1000), ("train.trainer.total_tokens", 600_000), ("relu.trainer.total_tokens", 300_000),
     ("eval.n_images", 300), ("eval.n_patch_images", 100), ("eval.n_downstream_images", 300),
-    ("steer.n_images", 24), ("steer.max_features", 64), ("debias.max_images", 300),
+    ("steer.n_images", 16), ("steer.max_features", 64), ("debias.max_images", 240),
     ("debias.selection.n_features", (2, 8, 32)), ("debias.random_draws", 1),
-    ("typographic.max_images", 200), ("typographic.selection.n_features", (2, 8, 32)),
-    ("typographic.random_draws", 1), ("world_images", 300),
+    ("typographic.max_images", 150), ("typographic.selection.n_features", (2, 8, 32)),
+    ("typographic.random_draws", 1), ("world_images", 200),
 )
 
 
