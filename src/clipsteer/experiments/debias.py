@@ -30,6 +30,7 @@ The select → suppress → choose → control engine and the typed `Suppression
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipsteer.atomic import atomic_write_json
 from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import LABEL, SPURIOUS, NamedLabelledDataset, group_labels
 from clipsteer.evaluate.groups import GroupReport, group_report
@@ -51,11 +51,10 @@ from clipsteer.experiments.suppression import (
     capture_sites,
     embed,
     image_scores,
-    load_dictionary,
     prompts_of,
     rank_features,
     run_experiment,
-    suppression_layer,
+    suppression_layers,
     token_masks,
     top_label_concepts,
     within_auroc,
@@ -151,7 +150,7 @@ def orth_proj(task: GroupTask, site: str) -> MethodResult:
     return MethodResult("orth_proj", 0, "none", (), project("choose"), project("report"))
 
 
-def feature_details(task: GroupTask, site: str, dictionary: LinearDictionary, ranking: Ranking,
+def feature_details(task: GroupTask, dictionary: LinearDictionary, site: str, ranking: Ranking,
                     chosen: MethodResult, n_listed: int = 64, n_images: int = 8) -> dict:
     """The top-ranked features: statistic, target information and top-activating select-split images."""
     hidden = task.hidden("select", site)
@@ -173,24 +172,15 @@ def feature_details(task: GroupTask, site: str, dictionary: LinearDictionary, ra
 def run_debias(backbone: Backbone, config: DebiasConfig, out: Path) -> SuppressionResult:
     """The library function under `debias`: every SAE in `config.saes`, plus zero-shot and Orth-Proj.
     Writes the per-layer feature details into `out`; returns the result (the caller writes it)."""
-    if not config.saes:
-        raise ValueError("debias needs at least one SAE (--saes DIR [DIR ...])")
     task = GroupTask(backbone, config)
-    dictionaries = [load_dictionary(Path(path), config.device) for path in config.saes]
-    task.sites = list(dict.fromkeys(site for site, _ in dictionaries))
     controls = [c for c in config.controls if c != "orth_proj"]
-    layers = []
-    for n, (path, (site, dictionary)) in enumerate(zip(config.saes, dictionaries, strict=True)):
-        layer, ranking = suppression_layer(task, site, Path(path), dictionary, controls)
-        layers.append(layer)
-        atomic_write_json(out / f"features_{n}_{site}.json",
-                          feature_details(task, site, dictionary, ranking, layer.methods["sae"]))
+    layers, best_site = suppression_layers(task, config.saes, config.device, controls, out,
+                                           partial(feature_details, task))
     site = layers[-1].site  # zero-shot does not depend on the site; this one is cached
     base = MethodResult("zero_shot", 0, "none", (), task.measure("choose", site), task.measure("report", site))
     references = {"orth_proj": orth_proj(task, site)} if "orth_proj" in config.controls else {}
-    best = max(layers, key=lambda lay: lay.methods["sae"].choose.wga)  # type: ignore[union-attr]
-    return SuppressionResult("debias", config.dataset, GroupTask.score, GroupTask.guard, base, references,
-                             tuple(layers), best.site, task.group_weights)
+    return SuppressionResult("debias", config.dataset, GroupTask.score, GroupTask.guard, base, references, layers,
+                             best_site, task.group_weights)
 
 
 def debias(config: DebiasConfig) -> SuppressionResult:

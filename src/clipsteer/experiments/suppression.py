@@ -33,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from clipsteer.atomic import atomic_write_json
 from clipsteer.data.protocol import LABEL, ImageDataset, NamedLabelledDataset
 from clipsteer.evaluate.auroc import auroc
 from clipsteer.evaluate.groups import GroupReport, TypographicReport
@@ -315,6 +316,7 @@ class SuppressionTask(Protocol):
     """What an experiment supplies to the shared select → suppress → choose → control engine."""
 
     backbone: Backbone
+    sites: list[str]
     selection: FeatureSelection
     score: str
     guard: str
@@ -414,6 +416,24 @@ def suppression_layer(task: SuppressionTask, site: str, sae_path: Path, dictiona
         methods["neurons"] = suppress_and_choose(task, site, neurons, "neurons", "mean_ablate")[0]
     tokens = sae_result.tokens if sae_result.k else task.selection.tokens[0]
     return LayerResult(site, str(sae_path), methods, candidates), rankings[tokens]  # type: ignore[index]
+
+
+def suppression_layers(task: SuppressionTask, saes: Sequence[Path], device: str, controls: Sequence[str], out: Path,
+                       details: Callable[[LinearDictionary, str, Ranking, MethodResult], dict]
+                       ) -> tuple[tuple[LayerResult, ...], str]:
+    """Every SAE's layer (`suppression_layer`), each layer's feature details written to
+    `out/features_<n>_<site>.json`; returns the layers and the best one's site (highest score on choose)."""
+    if not saes:
+        raise ValueError("at least one SAE is needed (--saes DIR [DIR ...])")
+    dictionaries = [load_dictionary(Path(path), device) for path in saes]
+    task.sites = list(dict.fromkeys(site for site, _ in dictionaries))  # captured together, one forward per batch
+    layers = []
+    for n, (path, (site, dictionary)) in enumerate(zip(saes, dictionaries, strict=True)):
+        layer, ranking = suppression_layer(task, site, Path(path), dictionary, controls)
+        layers.append(layer)
+        atomic_write_json(out / f"features_{n}_{site}.json", details(dictionary, site, ranking, layer.methods["sae"]))
+    best = max(layers, key=lambda lay: metric(lay.methods["sae"].choose, task.score))
+    return tuple(layers), best.site
 
 
 def load_dictionary(path: Path, device: str) -> tuple[str, LinearDictionary]:

@@ -26,13 +26,13 @@ mean-ablated, own k).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from clipsteer.atomic import atomic_write_json
 from clipsteer.data.labelled import open_labelled
 from clipsteer.data.protocol import LABEL, TEXT, NamedLabelledDataset, text_mask
 from clipsteer.data.typographic import VARIANTS, RenderedAttacks
@@ -48,12 +48,11 @@ from clipsteer.experiments.suppression import (
     capture_sites,
     embed,
     image_scores,
-    load_dictionary,
     patch_token_masks,
     prompts_of,
     rank_features,
     run_experiment,
-    suppression_layer,
+    suppression_layers,
     token_masks,
     top_label_concepts,
 )
@@ -152,7 +151,7 @@ class TypographicTask(TaskBase):
         return rank_features(statistic, target, self.selection.max_target_information)
 
 
-def feature_details(task: TypographicTask, site: str, dictionary: LinearDictionary, ranking: Ranking,
+def feature_details(task: TypographicTask, dictionary: LinearDictionary, site: str, ranking: Ranking,
                     chosen: MethodResult, n_listed: int = 64, n_images: int = 8) -> dict:
     """The top-ranked features: statistic, target information and top-activating attacked images."""
     listed = ranking.features[:n_listed]
@@ -173,22 +172,13 @@ def feature_details(task: TypographicTask, site: str, dictionary: LinearDictiona
 def run_typographic_defense(backbone: Backbone, config: TypographicDefenseConfig, out: Path) -> SuppressionResult:
     """The library function under `typographic-defense`: every SAE in `config.saes` and the unedited model.
     Writes the per-layer feature details into `out`; returns the result (the caller writes it)."""
-    if not config.saes:
-        raise ValueError("typographic-defense needs at least one SAE (--saes DIR [DIR ...])")
     task = TypographicTask(backbone, config)
-    dictionaries = [load_dictionary(Path(path), config.device) for path in config.saes]
-    task.sites = list(dict.fromkeys(site for site, _ in dictionaries))
-    layers = []
-    for n, (path, (site, dictionary)) in enumerate(zip(config.saes, dictionaries, strict=True)):
-        layer, ranking = suppression_layer(task, site, Path(path), dictionary, config.controls)
-        layers.append(layer)
-        atomic_write_json(out / f"features_{n}_{site}.json",
-                          feature_details(task, site, dictionary, ranking, layer.methods["sae"]))
+    layers, best_site = suppression_layers(task, config.saes, config.device, config.controls, out,
+                                           partial(feature_details, task))
     site = layers[-1].site  # no defense does not depend on the site; this one is cached
     base = MethodResult("no_defense", 0, "none", (), task.measure("choose", site), task.measure("report", site))
-    best = max(layers, key=lambda lay: lay.methods["sae"].choose.attacked_accuracy)  # type: ignore[union-attr]
     return SuppressionResult("typographic", config.dataset, TypographicTask.score, TypographicTask.guard, base, {},
-                             tuple(layers), best.site)
+                             layers, best_site)
 
 
 def typographic_defense(config: TypographicDefenseConfig) -> SuppressionResult:
