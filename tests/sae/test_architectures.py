@@ -34,7 +34,7 @@ def _shifted_relu(pre: Tensor, sae: object, bandwidth: float | None) -> tuple[Te
 @pytest.fixture
 def shifted_relu(monkeypatch: pytest.MonkeyPatch) -> architectures.ArchSpec:
     new = replace(architectures.ARCH_SPECS["relu"], name="shifted_relu", activate=_shifted_relu,  # type: ignore[arg-type]
-                  saelens_architecture=None, prisma_activation=None)
+                  saelens_architecture=None, prisma_activation=None, fused_training=False)
     monkeypatch.setitem(architectures.ARCH_SPECS, "shifted_relu", new)
     monkeypatch.setattr(sae_config, "ARCHITECTURES", (*sae_config.ARCHITECTURES, "shifted_relu"))
     return new

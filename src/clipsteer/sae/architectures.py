@@ -43,6 +43,9 @@ class ArchSpec:
     """SAELens' `architecture` for the same inference function (None: no equivalent)."""
     prisma_activation: str | None
     """ViT-Prisma's `activation_fn_str` for the same inference function (None: no equivalent)."""
+    fused_training: bool = False
+    """Training runs encoder, activation, L1 and decoder as one fused autograd node with reused buffers
+    (`sae/fused_relu.py`, plain ReLU only); other variants take the generic path."""
     encoder_scale_fit: Literal["least_squares", "norm"] = "least_squares"
     """How `encoder_init="fitted_scale"` picks the encoder's initial scale c (x̂̃ − b_dec scales by c):
     `least_squares` minimises ‖t − c·p‖² (t = x̃ − b_dec, p the unscaled reconstruction); `norm` makes
@@ -92,7 +95,7 @@ def _batchtopk(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> 
 
 ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("relu", _relu, uses_k=False, exact_k_per_token=False, penalty="l1", dead_feature_loss="ghost_grads",
-             threshold=None, saelens_architecture="standard", prisma_activation="relu"),
+             threshold=None, saelens_architecture="standard", prisma_activation="relu", fused_training=True),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
              threshold=None, saelens_architecture="topk", prisma_activation="topk", encoder_scale_fit="norm"),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",

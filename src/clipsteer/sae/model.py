@@ -291,7 +291,7 @@ class SparseAutoencoder(nn.Module):
                               fire_counts=fire_counts, counted_tokens=x.shape[0], values=values,
                               indices=indices, aux_values=aux_values if k_aux else None,
                               aux_indices=aux_indices if k_aux else None)
-        if self.spec.name == "relu" and plain_fp32(x_norm, self.W_enc):
+        if self.spec.fused_training and plain_fp32(x_norm, self.W_enc):
             recon_norm, l1, codes, column_sums = relu_autoencode(
                 x_norm, self.W_enc, self.effective_encoder_bias(), self.W_dec, self.b_dec, workspace)
             with torch.no_grad():
