@@ -1,6 +1,7 @@
 """The sparse TopK training step equals plain autograd ops: the encoder node with b_dec folded in (values and
 gradients in fp64, with and without AuxK), the Sᵀ·src product, the recycled W_enc gradient buffer, the blocked
-decoder-gradient projection, and whole updater steps against the dense TopK reference path."""
+decoder-gradient projection, the fused mean reconstruction loss, and whole updater steps against the dense
+TopK reference path."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from clipsteer.sae import SAEConfig, SparseAutoencoder
 from clipsteer.sae import model as model_module
-from clipsteer.sae.objectives import ObjectiveConfig
+from clipsteer.sae.objectives import ObjectiveConfig, mean_reconstruction_loss, reconstruction_loss
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.sparse import scatter_rows, topk_encode
 from clipsteer.sae.updater import SAEUpdater
@@ -139,3 +140,16 @@ def test_training_steps_equal_the_dense_reference() -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
     for name in state_s:
         torch.testing.assert_close(state_s[name], state_d[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["paper", "mse"])
+def test_mean_reconstruction_loss_equals_the_elementwise_mean(kind: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = 3 * torch.randn(N, D_IN, generator=g, dtype=torch.float64) + 1
+    recon = torch.randn(N, D_IN, generator=g, dtype=torch.float64).requires_grad_()
+    want = reconstruction_loss(recon, x, kind).mean()
+    (grad_want,) = torch.autograd.grad(want, recon)
+    got = mean_reconstruction_loss(recon, x, kind)
+    (grad_got,) = torch.autograd.grad(3 * got, recon)  # a non-unit upstream gradient is passed on
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad_got, 3 * grad_want)

@@ -284,7 +284,7 @@ class SparseAutoencoder(nn.Module):
             assert self.config.k is not None
             values, indices, aux_values, aux_indices = topk_encode(
                 x_norm, self.W_enc, self.b_enc, self.config.k, dead_mask, k_aux, workspace, b_dec=self.b_dec)
-            recon_norm = sparse_decode(values, indices, self.W_dec) + self.b_dec
+            recon_norm = sparse_decode(values, indices, self.W_dec).add_(self.b_dec)  # in place: one [N, d_in] result
             with torch.no_grad():
                 fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
             return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
