@@ -184,14 +184,15 @@ def ev_at_l0(points: list[tuple[float, float]], l0: float) -> float | None:
 
 
 def frontier(quality: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """ReLU: each library's final (L0, EV) points (one per λ), read at the reference library's L0 values."""
+    """ReLU: each library's final (L0, EV) points (one per λ), every library read at every library's L0 values
+    (its own points exactly, the others' interpolated; None outside a library's span)."""
     points: dict[str, list[tuple[float, float]]] = {}
     for entry in quality:
         if entry["evals"]:
             last = entry["evals"][-1]
             points.setdefault(entry["library"].split(" ")[0], []).append((last["l0"], last["ev"]))
-    reference = next(iter(points))
-    return {f"{l0:.1f}": {lib: ev_at_l0(pts, l0) for lib, pts in points.items()} for l0, _ in sorted(points[reference])}
+    every_l0 = sorted({l0 for pts in points.values() for l0, _ in pts})
+    return {f"{l0:.1f}": {lib: ev_at_l0(pts, l0) for lib, pts in points.items()} for l0 in every_l0}
 
 
 # ----------------------------------------------------------------------------------------- machine
@@ -206,8 +207,11 @@ def machine() -> dict[str, Any]:
             versions[lib] = version(dist)
         except PackageNotFoundError:
             versions[lib] = None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    here = Path(__file__).parent
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
+    if commit and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=here).stdout.strip():
+        commit += "-dirty"  # the run used uncommitted changes on top of that commit
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -372,7 +376,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {q['library']} | " + " | ".join(f"{e['ev']:.3f} (L0 {e['l0']:.0f})" for e in q["evals"]) + " |")
     if result.get("frontier_ev_at_l0"):
         libs = list(next(iter(result["frontier_ev_at_l0"].values())))
-        lines += ["", "ReLU frontier: held-out EV at the first library's L0 values (linear in log L0 between each "
+        lines += ["", "ReLU frontier: held-out EV at every library's L0 values (linear in log L0 between each "
                   "library's λ points; — where a library's points do not span that L0):", "",
                   "| L0 | " + " | ".join(libs) + " |", "|---:|" + "---:|" * len(libs)]
         for l0, evs in result["frontier_ev_at_l0"].items():

@@ -91,4 +91,6 @@ def test_relu_frontier_interpolates_in_log_l0() -> None:
     assert peers.ev_at_l0([(10.0, 0.5), (1000.0, 0.9)], 5.0) is None        # no extrapolation
     quality = [{"library": f"{lib} λ={lam}", "evals": [{"l0": l0, "ev": ev}]}
                for lib, lam, l0, ev in [("clipsteer", 1, 100.0, 0.8), ("peer", 1, 10.0, 0.6), ("peer", 2, 1000.0, 0.9)]]
-    assert peers.frontier(quality) == {"100.0": {"clipsteer": 0.8, "peer": pytest.approx(0.75)}}
+    assert peers.frontier(quality) == {"10.0": {"clipsteer": None, "peer": 0.6},          # every library's L0
+                                       "100.0": {"clipsteer": 0.8, "peer": pytest.approx(0.75)},
+                                       "1000.0": {"clipsteer": None, "peer": 0.9}}

