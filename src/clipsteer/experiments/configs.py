@@ -39,9 +39,9 @@ TYPOGRAPHIC_SELECTION = FeatureSelection(n_features=(4, 16, 64, 128, 256, 512), 
                                          max_target_information=0.3)
 """Measured on the toy's val split (blocks.1, 300 images; bound 0.1 / 0.2 / 0.3): the word's effect is spread
 over hundreds of features, and glyph features respond weakly to object outlines too, so bound 0.1 keeps too few
-of them (OCA 0.42 at k = 256 vs 0.67 at 0.2 and 0.69 at 0.3, k = 128); the word's patches are reconstructed
-worse than others (EV 0.84 vs 0.94), so dropping the error term (replace) removes more of the word than
-the delta form (0.45 vs 0.41 at k = 64)."""
+of them (replace form: OCA 0.47 at k = 256 vs 0.67 at 0.2 and 0.69 at 0.3 with k = 128; no suppression: 0.34);
+the word's patches are reconstructed worse than others (EV 0.84 vs 0.94), so dropping the error term (replace)
+removes more of the word than the delta form (0.45 vs 0.41 at k = 64, bound 0.1)."""
 
 
 @dataclass(frozen=True)
