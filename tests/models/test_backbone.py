@@ -191,7 +191,6 @@ def test_encode_text_is_normalised_and_pools_at_eos(tiny: Backbone) -> None:
     torch.testing.assert_close(tiny.encode_text(["dog"])[0], emb[1], atol=1e-5, rtol=0)
 
 
-
 @pytest.mark.parametrize("kind", SITE_KINDS)
 def test_edits_inside_the_last_block_reach_the_embedding(tiny: Backbone, kind: str) -> None:
     """The last block computes only its CLS row unless hooked; an edit inside it must still see every token
@@ -205,7 +204,7 @@ def test_edits_inside_the_last_block_reach_the_embedding(tiny: Backbone, kind: s
 
     with torch.no_grad(), tiny.intervene(f"blocks.{tiny.n_layers - 1}.{kind}", shift_patches):
         edited = tiny.encode_image(pixels)
-        every_row = tiny._head(tiny._run_blocks(tiny._embed(pixels), 0, tiny.n_layers))  # the whole last block
+        every_row = tiny._head(tiny._run_blocks(tiny._embed(pixels), 0, tiny.n_layers)[:, 0])  # the whole block
     torch.testing.assert_close(edited, every_row, atol=1e-6, rtol=0)
     if kind == "resid_pre":  # the shifted keys and values move the CLS row
         assert (edited - tiny.encode_image(pixels)).abs().max() > 1e-3

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as module_globals
 from transformers import CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, PreTrainedTokenizerBase
 
 from clipsteer.models.loading import load_clip
@@ -141,11 +142,9 @@ class Backbone:
             hidden = block(hidden, None)
         return hidden
 
-    def _head(self, last_hidden: Tensor) -> Tensor:
-        """Final residual [B, T, d] (or its CLS row [B, d]) → L2-normalised image embedding [B, embed_dim]."""
-        projection = self._projection()
-        pooled = self.vision.post_layernorm(last_hidden[:, 0] if last_hidden.ndim == 3 else last_hidden)
-        return F.normalize(projection(pooled), dim=-1)
+    def _head(self, cls_row: Tensor) -> Tensor:
+        """The final residual's CLS row [B, d] → L2-normalised image embedding [B, embed_dim]."""
+        return F.normalize(self._projection()(self.vision.post_layernorm(cls_row)), dim=-1)
 
     def _embed_from(self, hidden: Tensor, start: int) -> Tensor:
         """Residual [B, T, d] entering block `start` → image embeddings [B, embed_dim].
@@ -155,7 +154,7 @@ class Backbone:
         arithmetic at T = 50) — unless a hook sits on it, which must then see every token.
         """
         if start >= self.n_layers or _has_hooks(self.blocks[-1]):
-            return self._head(self._run_blocks(hidden, start, self.n_layers))
+            return self._head(self._run_blocks(hidden, start, self.n_layers)[:, 0])
         return self._head(_cls_row_of_block(self.blocks[-1], self._run_blocks(hidden, start, self.n_layers - 1)))
 
     @torch.no_grad()
@@ -321,7 +320,6 @@ class Backbone:
 
 def _has_hooks(module: nn.Module) -> bool:
     """Whether any forward hook (the module's own, a submodule's or a global one) could see this module run."""
-    from torch.nn.modules import module as module_globals
     if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
