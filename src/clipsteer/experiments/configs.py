@@ -24,7 +24,7 @@ TypographicControl = Literal["random", "neurons"]
 class FeatureSelection:
     n_features: tuple[int, ...] = (4, 16, 64, 256, 1024)
     """Candidate k (how many top-ranked features to suppress); k is chosen on the validation split. On the
-    toy (2048 features) the choice was 64–1024 depending on task and layer: up to half the dictionary."""
+    toy (2048 features) the choice was 16–1024 depending on task and layer: up to half the dictionary."""
     tokens: tuple[TokenSelection, ...] = ("all", "patches")
     """Candidate tokens to suppress on (also the tokens whose max gives an image's feature score)."""
     op: SuppressOp = "ablate"
