@@ -26,8 +26,9 @@ from conftest import SparseWorld
 D = 32
 
 
-def initialised(world: SparseWorld, architecture: str, encoder_init: str, d_sae: int = 256) -> SparseAutoencoder:
-    k = 4 if architecture in ("topk", "batchtopk") else None
+def initialised(world: SparseWorld, architecture: str, encoder_init: str, d_sae: int = 256,
+                k: int = 4) -> SparseAutoencoder:
+    k = k if architecture in ("topk", "batchtopk") else None
     recipe = SAERecipe("a", SAEConfig(d_in=D, d_sae=d_sae, architecture=architecture, k=k),
                        ObjectiveConfig(jumprelu_init_threshold=0.05))
     trainer = Trainer([recipe], TensorSource(world.data[:2048]),
@@ -48,7 +49,7 @@ def normalised_residual(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[float,
 
 
 @pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
-def test_fitted_scale_is_least_squares_or_norm_matched_and_only_rescales_codes(world: SparseWorld,
+def test_fitted_scale_follows_the_architectures_fit_and_only_rescales_codes(world: SparseWorld,
                                                                                architecture: str) -> None:
     plain = initialised(world, architecture, "decoder_transpose")
     fitted = initialised(world, architecture, "fitted_scale")
@@ -61,11 +62,13 @@ def test_fitted_scale_is_least_squares_or_norm_matched_and_only_rescales_codes(w
     with torch.no_grad():
         torch.testing.assert_close(fitted.trace(x).recon_norm - fitted.b_dec,
                                    scale * (plain.trace(x).recon_norm - plain.b_dec), rtol=1e-4, atol=1e-5)
-    if fitted.spec.encoder_scale_fit == "norm":   # TopK: the first reconstruction has the size of the input
-        with torch.no_grad():
-            produced = fitted.trace(x[:1024]).recon_norm - fitted.b_dec
-            target = fitted.normalize_input(x[:1024])[0] - fitted.b_dec
-        assert float(produced.norm()) == pytest.approx(float(target.norm()), rel=0.02)  # fitted on other rows
+    with torch.no_grad():  # the scale each fit asks for, measured on rows the init sample did not all contain
+        produced = plain.trace(x).recon_norm - plain.b_dec
+        target = plain.normalize_input(x)[0] - plain.b_dec
+    least_squares = float((target * produced).sum() / produced.pow(2).sum())
+    norm = min(1.0, float(target.norm() / produced.norm()))  # never beyond the plain transpose
+    expected = {"least_squares": least_squares, "norm": norm}[fitted.spec.encoder_scale_fit]
+    assert scale == pytest.approx(expected, rel=0.05)
     # the fit is idempotent: after fitting on x, refitting on x finds nothing left to fix; rows of the
     # same distribution that the init sample did not contain need little
     assert fit_encoder_scale_(fitted, x) == pytest.approx(1.0, rel=0.05)
@@ -75,6 +78,19 @@ def test_fitted_scale_is_least_squares_or_norm_matched_and_only_rescales_codes(w
     assert residual <= baseline
     if architecture == "relu":
         assert normalised_residual(plain, x)[0] > 4 * baseline   # d_sae/(2 d_in) = 4: a 4x too large reconstruction
+
+
+def test_topk_norm_fit_never_enlarges_the_encoder_beyond_the_transpose(world: SparseWorld) -> None:
+    """With k = 1 the first reconstruction is one projection, far smaller than the input: norm matching
+    would scale the encoder up (c > 1); the fit stops at the plain transpose."""
+    plain = initialised(world, "topk", "decoder_transpose", k=1)
+    fitted = initialised(world, "topk", "fitted_scale", k=1)
+    x = world.data[:1024]
+    with torch.no_grad():
+        produced = plain.trace(x).recon_norm - plain.b_dec
+        target = plain.normalize_input(x)[0] - plain.b_dec
+    assert float(target.norm() / produced.norm()) > 1.5  # what norm matching alone would ask for
+    torch.testing.assert_close(fitted.W_enc, plain.W_enc, rtol=0, atol=0)
 
 
 def test_paper_recipe_restores_the_papers_settings() -> None:

@@ -47,16 +47,19 @@ class ArchSpec:
     """Training runs encoder, activation, L1 and decoder as one fused autograd node with reused buffers
     (`sae/fused_relu.py`, plain ReLU only); other variants take the generic path."""
     encoder_scale_fit: Literal["least_squares", "norm"] = "least_squares"
-    """How `encoder_init="fitted_scale"` picks the encoder's initial scale c (x̂̃ − b_dec scales by c):
-    `least_squares` minimises ‖t − c·p‖² (t = x̃ − b_dec, p the unscaled reconstruction); `norm` makes
-    ‖c·p‖ = ‖t‖. For TopK the selection does not depend on c and p is poorly aligned with t at init (EV ≈ 0.6),
-    so least squares shrinks the reconstruction well below the input's size; from there Adam's first steps
-    push the selected features up and the never-selected ones (no gradient under TopK) stay unused. Measured
-    on the toy CLIP (×16, k 32, 409k tokens): held-out dead 0.194 → 0.131 (sparsify 0.143) with EV
-    0.945 → 0.942 (sparsify 0.932); at 65k tokens 0.239 → 0.103 (sparsify 0.099). Cost at d=768 (random ViT-B/32,
-    41k tokens): c 0.70 → 1.30, dead 0.657 → 0.163 (sparsify 0.597) but EV 0.582 → 0.485 (sparsify 0.576); a
-    trade-off, not a free fix (least squares here restores the previous default). BatchTopK selects per batch,
-    also independently of c, but was not measured and keeps least squares (benchmarks/results/topk_dead.txt)."""
+    """How `encoder_init="fitted_scale"` picks the encoder's initial scale c (x̂̃ − b_dec scales by c), with
+    t = x̃ − b_dec and p the unscaled reconstruction: `least_squares` minimises ‖t − c·p‖² (c = cos·‖t‖/‖p‖);
+    `norm` makes ‖c·p‖ = ‖t‖ but never enlarges the encoder beyond the plain transpose (c ≤ 1, the paper's init).
+    For TopK the selection does not depend on c and p is poorly aligned with t at init (cos ≈ 0.5–0.8), so
+    least squares shrinks the reconstruction well below the input's size; from there Adam's first steps push
+    the selected features up and never-selected ones (no gradient under TopK) stay unused: more dead features.
+    Larger c keeps more features alive and costs EV, and c = 1 already had the fewest dead features at d=128
+    (0.015 at 409k tokens), so the cap loses nothing there. Measured against sparsify, same batches, TopK ×16
+    k 32 (benchmarks/results/peers.md §5, §9, §11): d=768 (random ViT-B/32), 1M tokens, EV / dead: least
+    squares (c 0.70) 0.9550 / 0.695, uncapped norm (c 1.30) 0.9478 / 0.289, c = 1 (the cap) 0.9532 / 0.517,
+    c = 0.95 0.9538 / 0.539, sparsify 0.9578 / 0.686; d=128 (toy CLIP, c 0.50 < 1), 4M tokens: 0.9845 / 0.156
+    vs sparsify 0.9826 / 0.173, where c 0.44 left more dead (0.183) and least squares at 409k 0.194 (sparsify
+    0.143). BatchTopK selects per batch, also independently of c, but was not measured and keeps least squares."""
 
     @property
     def sweep_name(self) -> str:
