@@ -75,6 +75,19 @@ def test_replace_form_discards_the_error_term(backbone, directions) -> None:
     torch.testing.assert_close(out, directions.codes(h) @ directions.weight)
 
 
+def test_replace_edited_form_replaces_only_the_edited_tokens(backbone, directions) -> None:
+    h = torch.randn(2, backbone.n_tokens, backbone.d_model)
+    token = torch.arange(backbone.n_tokens) == 2
+    out = edit_fn(directions, [Edit((0,), "ablate", tokens=token)], form="replace_edited")(h)
+    edited = directions.codes(h)
+    edited[:, 2, 0] = 0.0
+    torch.testing.assert_close(out[:, 2], (edited @ directions.weight)[:, 2])
+    torch.testing.assert_close(out[:, ~token], h[:, ~token], atol=0, rtol=0)
+    # an edit that changes no code leaves h exactly as it was (the error term is kept there)
+    unchanged = edit_fn(directions, [Edit((0,), "scale", 1.0)], form="replace_edited")(h)
+    torch.testing.assert_close(unchanged, h, atol=0, rtol=0)
+
+
 def test_several_sites_at_once_and_hooks_removed(backbone, directions) -> None:
     pixels = torch.randn(2, 3, 32, 32)
     clean = backbone.encode_image(pixels)

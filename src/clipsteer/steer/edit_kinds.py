@@ -7,4 +7,4 @@ from typing import Literal
 EditOp = Literal["clamp", "scale", "add", "ablate", "mean_ablate"]
 
 
-Form = Literal["delta", "replace"]
+Form = Literal["delta", "replace", "replace_edited"]

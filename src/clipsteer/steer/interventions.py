@@ -7,6 +7,9 @@ Forms:
 - "delta" (default): h' = h + dec(f') − dec(f). The SAE's reconstruction error (h − dec(f)) is kept,
   so an edit that changes no code changes nothing — the paper's `include_error=True`.
 - "replace": h' = dec(f'), the plain SAE substitution (discards the error term).
+- "replace_edited": "replace" on the tokens where the edit changed a code, h unchanged elsewhere — drops the
+  error term only where the edited features are (e.g. a written word's patches, which the SAE reconstructs
+  worse than other tokens), so tokens the edit does not touch keep their exact activations.
 """
 
 from __future__ import annotations
@@ -102,16 +105,21 @@ def apply_edit(f: Tensor, edit: Edit, mask: Tensor) -> Tensor:
 
 def edit_fn(dictionary: LinearDictionary, edits: Sequence[Edit], form: Form = "delta") -> SiteFn:
     """A site function [B, T, d] → [B, T, d] applying `edits` (in order) through `dictionary`."""
-    if form not in ("delta", "replace"):
-        raise ValueError(f"unknown form {form!r}; expected 'delta' or 'replace'")
+    if form not in ("delta", "replace", "replace_edited"):
+        raise ValueError(f"unknown form {form!r}; expected 'delta', 'replace' or 'replace_edited'")
 
     def fn(h: Tensor) -> Tensor:
         f = dictionary.codes(h)
         masks = [token_mask(edit.tokens, h.shape[0], h.shape[1], h.device) for edit in edits]
-        if form == "replace":
+        if form != "delta":
+            edited = f
             for edit, mask in zip(edits, masks, strict=True):
-                f = apply_edit(f, edit, mask)
-            return dictionary.reconstruct(h, f).to(h.dtype)
+                edited = apply_edit(edited, edit, mask)
+            replaced = dictionary.reconstruct(h, edited).to(h.dtype)
+            if form == "replace":
+                return replaced
+            changed = (edited != f).any(dim=-1, keepdim=True)  # [B, T, 1]
+            return torch.where(changed, replaced, h)
         # The delta form needs only the edited features' columns: cheap even for a 49k-feature SAE.
         if len(edits) == 1:
             idx, new = edited_values(f, edits[0], masks[0])
