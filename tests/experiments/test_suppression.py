@@ -9,9 +9,12 @@ import torch
 from clipsteer.evaluate.zero_shot import ZeroShotClassifier
 from clipsteer.experiments.debias import rank_spurious
 from clipsteer.experiments.suppression import (
+    Candidate,
     capture_sites,
+    choose,
     embed,
     image_scores,
+    paired_standard_error,
     patch_token_masks,
     suppressed,
     suppression_fn,
@@ -117,3 +120,29 @@ def test_capture_sites_matches_single_site_captures() -> None:
     one = capture_sites(backbone, Images(), [0, 1, 2], ["blocks.2.resid_post"], 3)
     assert torch.equal(both["blocks.2.resid_post"], one["blocks.2.resid_post"])
     assert both["blocks.0.resid_post"].shape == (3, 17, backbone.d_model)
+
+
+def test_paired_standard_error_of_the_guard_drop() -> None:
+    base = np.array([True] * 100)
+    worse = base.copy()
+    worse[:4] = False  # 4 of 100 images lost: drop 0.04; d = −1 on 4 images, 0 elsewhere
+    expected = np.sqrt(np.var(np.r_[-np.ones(4), np.zeros(96)], ddof=1) / 100)
+    assert paired_standard_error(worse, base) == expected
+    assert paired_standard_error(base, base) == 0.0
+    lost_three = np.r_[np.zeros(3, bool), np.ones(97, bool)]
+    assert paired_standard_error(lost_three, lost_three) == 0.0  # the same images right and wrong: no doubt
+    # the same accuracy with other images wrong: no drop, but an uncertain one
+    assert paired_standard_error(lost_three, np.r_[np.ones(3, bool), np.zeros(3, bool), np.ones(94, bool)]) > 0
+
+
+def test_choice_keeps_the_guard_by_its_standard_error() -> None:
+    zero = Candidate(0, "all", 0.30, 0.97)
+    near_bound = Candidate(256, "all", 0.75, 0.951, guard_se=0.005)  # drop 0.019: inside only as a point
+    safe = Candidate(128, "all", 0.68, 0.961, guard_se=0.004)  # drop 0.009
+    over = Candidate(512, "all", 0.80, 0.94)  # drop 0.03
+    candidates = [zero, safe, near_bound, over]
+    assert choose(candidates, 0.02) == near_bound
+    assert choose(candidates, 0.02, standard_errors=1.0) == safe
+    assert choose(candidates, 0.005, standard_errors=1.0) == zero  # nothing qualifies: the unedited model
+    # a drop exactly at the bound qualifies despite float rounding (0.97 − 0.95 > 0.02 in floats)
+    assert choose([zero, Candidate(4, "all", 0.5, 0.95)], 0.02).k == 4

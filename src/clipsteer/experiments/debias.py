@@ -113,14 +113,21 @@ class GroupTask(TaskBase):
     def reference_hidden(self, site: str) -> Tensor:
         return self.hidden("select", site)
 
-    def metrics(self, role: str, embeddings: Tensor) -> GroupReport:
+    def report(self, role: str, predictions: np.ndarray) -> GroupReport:
         split = self.splits[role]
-        return group_report(self.classifier.predict_embeddings(embeddings) == split.label, split.group,
-                            self.group_names)
+        return group_report(predictions == split.label, split.group, self.group_names)
 
-    def measure(self, role: str, site: str, fn: SiteFn | None = None, quick: bool = False) -> GroupReport:
-        return self.metrics(role, embed(self.backbone, site, self.hidden(role, site), fn,
-                                        self.config.images_per_batch))
+    def predict(self, role: str, site: str, fn: SiteFn | None = None) -> np.ndarray:
+        embeddings = embed(self.backbone, site, self.hidden(role, site), fn, self.config.images_per_batch)
+        return self.classifier.predict_embeddings(embeddings)
+
+    def measure(self, role: str, site: str, fn: SiteFn | None = None) -> GroupReport:
+        return self.report(role, self.predict(role, site, fn))
+
+    def choice_outcomes(self, site: str, fn: SiteFn | None = None) -> tuple[float, np.ndarray]:
+        """Worst-group accuracy on the choose split, and per image whether it is classified right."""
+        predictions = self.predict("choose", site, fn)
+        return self.report("choose", predictions).wga, predictions == self.splits["choose"].label
 
     def rank(self, dictionary: LinearDictionary, site: str, tokens: TokenSelection) -> Ranking:
         split = self.splits["select"]
@@ -145,7 +152,8 @@ def orth_proj(task: GroupTask, site: str) -> MethodResult:
 
     def project(role: str) -> GroupReport:
         emb = embed(task.backbone, site, task.hidden(role, site), None, task.config.images_per_batch)
-        return task.metrics(role, F.normalize(emb - (emb @ basis) @ basis.T, dim=-1))
+        projected = F.normalize(emb - (emb @ basis) @ basis.T, dim=-1)
+        return task.report(role, task.classifier.predict_embeddings(projected))
 
     return MethodResult("orth_proj", 0, "none", (), project("choose"), project("report"))
 

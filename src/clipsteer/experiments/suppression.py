@@ -65,6 +65,8 @@ class Candidate:
     tokens: str
     score: float
     guard: float
+    guard_se: float = 0.0
+    """Standard error of the guard's drop from the unedited model, paired over the choose split's images."""
 
 
 def load_pixels(backbone: Backbone, dataset: ImageDataset, indices: Sequence[int]) -> Tensor:
@@ -201,15 +203,26 @@ def patch_token_masks(masks: Sequence[np.ndarray], grid: int) -> Tensor:
     return out
 
 
-def choose(candidates: Sequence[Candidate], max_guard_drop: float) -> Candidate:
-    """The candidate with the highest score among those whose guard is at most `max_guard_drop` below the
-    first candidate's (k = 0, the unedited model); ties go to the first listed, i.e. the smallest k."""
+def choose(candidates: Sequence[Candidate], max_guard_drop: float, standard_errors: float = 0.0) -> Candidate:
+    """The candidate with the highest score among those whose guard drop below the first candidate's
+    (k = 0, the unedited model), plus `standard_errors` of its standard error, is at most `max_guard_drop`;
+    ties go to the first listed, i.e. the smallest k."""
     base = candidates[0]
     best = base
     for c in candidates[1:]:
-        if c.guard >= base.guard - max_guard_drop and c.score > best.score:
+        within = base.guard - c.guard + standard_errors * c.guard_se <= max_guard_drop + 1e-9  # float slack
+        if within and c.score > best.score:
             best = c
     return best
+
+
+def paired_standard_error(right: np.ndarray, base_right: np.ndarray) -> float:
+    """Standard error of mean(base_right) − mean(right), paired per image (bool [N] each)."""
+    assert right.shape == base_right.shape and right.ndim == 1, (right.shape, base_right.shape)
+    if len(right) < 2:
+        return 0.0
+    diff = right.astype(np.float64) - base_right.astype(np.float64)
+    return float(np.sqrt(diff.var(ddof=1) / len(diff)))
 
 
 def top_label_concepts(dataset: NamedLabelledDataset, images: Sequence[int]) -> dict[str, tuple[str, float]]:
@@ -321,6 +334,7 @@ class SuppressionTask(Protocol):
     score: str
     guard: str
     max_guard_drop: float
+    guard_standard_errors: float
     random_draws: int
     seed: int
 
@@ -332,8 +346,13 @@ class SuppressionTask(Protocol):
         """Selection-split activations [N, T, d] whose mean codes mean-ablation uses (unedited images)."""
         ...
 
-    def measure(self, role: str, site: str, fn: SiteFn | None = None, quick: bool = False) -> Metrics:
-        """Metrics of the `role` split with `fn` applied at `site`; `quick` may skip what choosing ignores."""
+    def measure(self, role: str, site: str, fn: SiteFn | None = None) -> Metrics:
+        """Metrics of the `role` split with `fn` applied at `site`."""
+        ...
+
+    def choice_outcomes(self, site: str, fn: SiteFn | None = None) -> tuple[float, np.ndarray]:
+        """On the choose split with `fn` at `site`: the score chosen on, and per image whether it is right
+        in the guard metric (bool [N]; their mean is the guard)."""
         ...
 
 
@@ -345,6 +364,7 @@ class TaskBase:
         self.backbone, self.config = backbone, config
         self.selection, self.max_guard_drop = config.selection, max_guard_drop
         self.random_draws, self.seed = config.random_draws, config.seed
+        self.guard_standard_errors = config.guard_standard_errors
         self.sites: list[str] = []  # captured together, in one forward per batch
         self.split_names = {"select": config.select_split, "choose": config.choose_split,
                             "report": config.report_split}
@@ -369,14 +389,16 @@ def suppress_and_choose(task: SuppressionTask, site: str, dictionary: LinearDict
     def fn(k: int, tok: TokenSelection) -> SiteFn:
         return suppression_fn(dictionary, rankings[tok].features[:k].tolist(), tok, op, means[tok], sel.form)
 
-    def candidate(k: int, tok: TokenSelection) -> Candidate:
-        m = task.measure("choose", site, fn(k, tok), quick=True)
-        return Candidate(k, tok, metric(m, task.score), metric(m, task.guard))
+    base_score, base_right = task.choice_outcomes(site)
 
-    candidates = [candidate(0, sel.tokens[0])]
+    def candidate(k: int, tok: TokenSelection) -> Candidate:
+        score, right = task.choice_outcomes(site, fn(k, tok))
+        return Candidate(k, tok, score, float(right.mean()), paired_standard_error(right, base_right))
+
+    candidates = [Candidate(0, sel.tokens[0], base_score, float(base_right.mean()))]
     candidates += [candidate(k, tok) for tok in sel.tokens for k in sel.n_features
                    if k <= len(rankings[tok].features)]
-    chosen = choose(candidates, task.max_guard_drop)
+    chosen = choose(candidates, task.max_guard_drop, task.guard_standard_errors)
     tokens: TokenSelection = chosen.tokens  # type: ignore[assignment]
     result = MethodResult(method, chosen.k, chosen.tokens, tuple(rankings[tokens].features[:chosen.k].tolist()),
                           task.measure("choose", site, fn(chosen.k, tokens)),

@@ -125,12 +125,17 @@ class TypographicTask(TaskBase):
         emb = embed(self.backbone, site, self.hidden(role, variant, site), fn, self.config.images_per_batch)
         return self.classifier.predict_embeddings(emb)
 
-    def measure(self, role: str, site: str, fn: SiteFn | None = None, quick: bool = False) -> TypographicReport:
-        """OCA, TCR and clean accuracy; also the blank-note ceiling unless `quick` (choosing ignores it)."""
+    def measure(self, role: str, site: str, fn: SiteFn | None = None) -> TypographicReport:
+        """OCA, TCR, clean accuracy and the blank-note ceiling."""
         split = self.splits[role]
-        blank = None if quick else self.predict(role, "blank", site, fn)
         return typographic_report(self.predict(role, "clean", site, fn), self.predict(role, "attacked", site, fn),
-                                  split.label, split.text, blank)
+                                  split.label, split.text, self.predict(role, "blank", site, fn))
+
+    def choice_outcomes(self, site: str, fn: SiteFn | None = None) -> tuple[float, np.ndarray]:
+        """OCA on the choose split, and per image whether the clean image is classified right."""
+        label = self.splits["choose"].label
+        attacked_right = self.predict("choose", "attacked", site, fn) == label
+        return float(attacked_right.mean()), self.predict("choose", "clean", site, fn) == label
 
     def rank(self, dictionary: LinearDictionary, site: str, tokens: TokenSelection) -> Ranking:
         """The typographic statistic (module docstring) for every feature of `dictionary`."""
