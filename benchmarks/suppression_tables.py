@@ -44,22 +44,27 @@ def table(results: list[SuppressionResult]) -> str:
 
     lines = [f"## {first.experiment} on {first.dataset}: {len(results)} SAE seeds (report split, points, mean ± sd)",
              f"{first.baseline.method}: {row(base)}"]
-    lines += [f"{name}: {row([r.references[name].report for r in results])}" for name in first.references]
-    lines.append(f"| site | method | k, tokens (per seed) | {score} | Δ{score} | {guard} | Δ{guard} |"
+    references = dict.fromkeys(name for r in results for name in r.references)
+    lines += [f"{name}: {row([r.references[name].report for r in results if name in r.references])}"
+              for name in references]
+    lines.append(f"| site | method | seeds | k, tokens (per seed) | {score} | Δ{score} | {guard} | Δ{guard} |"
                  + (" gap closed % |" if gap else ""))
-    lines.append("|---" * (6 + gap) + "|")
-    for n, layer in enumerate(first.layers):
-        for method in methods_of(layer):
-            ms = [r.layers[n].methods[method].report for r in results]
-            choice = ", ".join(f"{r.layers[n].methods[method].k}/{r.layers[n].methods[method].tokens}" for r in results)
+    lines.append("|---" * (8 + gap) + "|")
+    sites = dict.fromkeys(layer.site for r in results for layer in r.layers)
+    for site in sites:  # runs may cover different layers and controls (e.g. a sweep for one seed only)
+        at_site = [(r, layer) for r in results for layer in r.layers if layer.site == site]
+        for method in methods_of(at_site[0][1]):
+            runs = [(layer.methods[method], r.baseline.report) for r, layer in at_site if method in layer.methods]
+            ms, bs = [m.report for m, _ in runs], [b for _, b in runs]
+            choice = ", ".join(f"{m.k}/{m.tokens}" for m, _ in runs)
             cells = [pm([metric(m, score) for m in ms]),
-                     pm([metric(m, score) - metric(b, score) for m, b in zip(ms, base, strict=True)]),
+                     pm([metric(m, score) - metric(b, score) for m, b in zip(ms, bs, strict=True)]),
                      pm([metric(m, guard) for m in ms]),
-                     pm([metric(m, guard) - metric(b, guard) for m, b in zip(ms, base, strict=True)])]
+                     pm([metric(m, guard) - metric(b, guard) for m, b in zip(ms, bs, strict=True)])]
             if gap:
                 cells.append(pm([1 - (metric(m, guard) - metric(m, score)) / (metric(b, guard) - metric(b, score))
-                                 for m, b in zip(ms, base, strict=True)]))
-            lines.append(f"| {layer.site} | {method} | {choice} | " + " | ".join(cells) + " |")
+                                 for m, b in zip(ms, bs, strict=True)]))
+            lines.append(f"| {site} | {method} | {len(runs)} | {choice} | " + " | ".join(cells) + " |")
     lines.append("best layer on the choose split, per seed: " + ", ".join(r.best_site for r in results))
     return "\n".join(lines)
 
