@@ -322,8 +322,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 library.name = f"{library.name} λ={lam:g}"
             tracks.append(Track(library))
             lams.append(lam)
-    if not tracks or not tracks[0].library.name.startswith("clipsteer"):
-        raise SystemExit("peers.py: the first library must be clipsteer (ratios are clipsteer/peer)")
+    if not tracks or (len(tracks) > 1 and not tracks[0].library.name.startswith("clipsteer")):
+        raise SystemExit("peers.py: the first library must be clipsteer (ratios are clipsteer/peer); "
+                         "a single library may run alone (quality only, e.g. one process per library)")
     steps = math.ceil(args.tokens / s.batch)
     eval_at = {int(round(steps ** (i / max(1, args.evals - 1)))) for i in range(args.evals)} | {steps}
     machine_info = machine()
