@@ -59,7 +59,9 @@ class ArchSpec:
     squares (c 0.70) 0.9550 / 0.695, uncapped norm (c 1.30) 0.9478 / 0.289, c = 1 (the cap) 0.9532 / 0.517,
     c = 0.95 0.9538 / 0.539, sparsify 0.9578 / 0.686; d=128 (toy CLIP, c 0.50 < 1), 4M tokens: 0.9845 / 0.156
     vs sparsify 0.9826 / 0.173, where c 0.44 left more dead (0.183) and least squares at 409k 0.194 (sparsify
-    0.143). BatchTopK selects per batch, also independently of c, but was not measured and keeps least squares."""
+    0.143). Not solved: at ×64 (d=128, 4M tokens) the rule gives c 0.38, EV 0.9859 but dead 0.577 vs sparsify
+    0.9828 / 0.422, where c 0.6–0.75 met both (§12). BatchTopK selects per batch, also independently of c, but
+    was not measured and keeps least squares."""
 
     @property
     def sweep_name(self) -> str:

@@ -47,13 +47,17 @@ class Losses:
     terms: dict[str, Tensor]  # detached scalar tensors, for logging
 
 
+def paper_row_norm(x: Tensor, sync: Sync = LOCAL) -> Tensor:
+    """The paper loss's per-row divisor ‖x_n − mean(x)‖ (clamped away from 0): [N, d_in] → [N]."""
+    return (x - sync.row_mean(x)).norm(dim=-1).clamp_min(1e-8)
+
+
 def reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
     """Element-wise loss [N, d_in] (mean it for the scalar)."""
     sq = (recon - x).pow(2)
     if kind == "mse":
         return sq
-    norm = (x - sync.row_mean(x)).norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return sq / norm
+    return sq / paper_row_norm(x, sync)[:, None]
 
 
 class _WeightedSquaredError(torch.autograd.Function):
@@ -79,22 +83,19 @@ class _WeightedSquaredError(torch.autograd.Function):
 
 def mean_reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
     """The mean of `reconstruction_loss(recon, x, kind, sync)` (a scalar), with fewer [N, d_in] passes."""
-    row_weight = None
-    if kind != "mse":
-        x_detached = x.detach()
-        row_weight = 1 / (x_detached - sync.row_mean(x_detached)).norm(dim=-1).clamp_min(1e-8)
-    return _WeightedSquaredError.apply(recon, x.detach(), row_weight)  # type: ignore[no-any-return]
+    x = x.detach()
+    row_weight = None if kind == "mse" else 1 / paper_row_norm(x, sync)
+    return _WeightedSquaredError.apply(recon, x, row_weight)  # type: ignore[no-any-return]
 
 
 def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor,
                     sync: Sync = LOCAL) -> Tensor:
     residual = (trace.x_norm - trace.recon_norm).detach().float()  # [N, d_in], decoder space
-    residual_centred = residual - sync.row_mean(residual)
     dead_pre = trace.pre[:, dead_mask] if trace.pre is not None else sae.pre_activations(trace.x_norm, dead_mask)
     ghost = torch.exp(dead_pre.float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
     scale = residual.norm(dim=-1) / (1e-6 + 2 * ghost.norm(dim=-1))
     ghost = ghost * scale[:, None].detach()
-    ghost_elem = (ghost - residual).pow(2) / residual_centred.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    ghost_elem = (ghost - residual).pow(2) / paper_row_norm(residual, sync)[:, None]
     rescale = (recon_elem / (ghost_elem + 1e-6)).detach()
     return (rescale * ghost_elem).mean()
 
