@@ -3,7 +3,7 @@
 Variants of clipsteer's TopK SAE (d=128 toy store, ×16, k 32, batch 4096, Adam 4e-4 constant, one thread)
 and sparsify, trained on the same batches; held-out EV, L0 and dead fraction (never fires on the store's
 last 100 images, the peers.py formula) at chosen steps. Variants:
-  default      the current default recipe (TopK: norm-matched encoder scale, at most 1; `ArchSpec.encoder_scale_fit`)
+  default      the current default recipe (TopK: norm-matched encoder scale within [0.6, 1]; `EncoderScale`)
   ls           the previous default (least-squares scale for TopK too)
   paper        `--recipe paper` (W_enc = W_decᵀ)
   scale=C      default, then W_enc rescaled so that its scale relative to W_decᵀ is C
@@ -52,7 +52,7 @@ def make(variant: str, s: Setting, sample: torch.Tensor) -> Any:
         return Sparsify(s, 0.0, sample)
     saved = architectures.ARCH_SPECS["topk"]
     if variant == "ls":
-        architectures.ARCH_SPECS["topk"] = dataclasses.replace(saved, encoder_scale_fit="least_squares")
+        architectures.ARCH_SPECS["topk"] = dataclasses.replace(saved, encoder_scale=architectures.EncoderScale())
     try:
         lib = Clipsteer(s, 0.0, sample, recipe="paper" if variant == "paper" else "default")
     finally:

@@ -48,8 +48,8 @@ def normalised_residual(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[float,
                 float((trace.x_norm - sae.b_dec).pow(2).sum()))
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
-def test_fitted_scale_follows_the_architectures_fit_and_only_rescales_codes(world: SparseWorld,
+@pytest.mark.parametrize("architecture", ["relu", "batchtopk", "jumprelu"])
+def test_fitted_scale_is_least_squares_and_only_rescales_codes(world: SparseWorld,
                                                                                architecture: str) -> None:
     plain = initialised(world, architecture, "decoder_transpose")
     fitted = initialised(world, architecture, "fitted_scale")
@@ -65,10 +65,8 @@ def test_fitted_scale_follows_the_architectures_fit_and_only_rescales_codes(worl
     with torch.no_grad():  # the scale each fit asks for, measured on rows the init sample did not all contain
         produced = plain.trace(x).recon_norm - plain.b_dec
         target = plain.normalize_input(x)[0] - plain.b_dec
-    least_squares = float((target * produced).sum() / produced.pow(2).sum())
-    norm = min(1.0, float(target.norm() / produced.norm()))  # never beyond the plain transpose
-    expected = {"least_squares": least_squares, "norm": norm}[fitted.spec.encoder_scale_fit]
-    assert scale == pytest.approx(expected, rel=0.05)
+    assert fitted.spec.encoder_scale.fit == "least_squares"
+    assert scale == pytest.approx(float((target * produced).sum() / produced.pow(2).sum()), rel=0.05)
     # the fit is idempotent: after fitting on x, refitting on x finds nothing left to fix; rows of the
     # same distribution that the init sample did not contain need little
     assert fit_encoder_scale_(fitted, x) == pytest.approx(1.0, rel=0.05)
@@ -80,17 +78,27 @@ def test_fitted_scale_follows_the_architectures_fit_and_only_rescales_codes(worl
         assert normalised_residual(plain, x)[0] > 4 * baseline   # d_sae/(2 d_in) = 4: a 4x too large reconstruction
 
 
-def test_topk_norm_fit_never_enlarges_the_encoder_beyond_the_transpose(world: SparseWorld) -> None:
-    """With k = 1 the first reconstruction is one projection, far smaller than the input: norm matching
-    would scale the encoder up (c > 1); the fit stops at the plain transpose."""
-    plain = initialised(world, "topk", "decoder_transpose", k=1)
-    fitted = initialised(world, "topk", "fitted_scale", k=1)
+@pytest.mark.parametrize("k, binds", [(1, "high"), (4, None), (16, "low")])
+def test_topk_scale_matches_norms_within_its_bounds(world: SparseWorld, k: int, binds: str | None) -> None:
+    """TopK's first reconstruction is made as large as the input (‖c·p‖ = ‖t‖), but c stays within
+    [low, high]: k = 1 asks for c ≈ 2 (one projection is far smaller than the input) and gets the plain
+    transpose; k = 16 asks for ≈ 0.43 and gets the floor. The selection is the transpose's; codes scale by c."""
+    plain = initialised(world, "topk", "decoder_transpose", k=k)
+    fitted = initialised(world, "topk", "fitted_scale", k=k)
+    rule = fitted.spec.encoder_scale
+    assert rule.fit == "norm" and 0 < rule.low < rule.high == 1.0
     x = world.data[:1024]
+    fitted.train(), plain.train()
     with torch.no_grad():
-        produced = plain.trace(x).recon_norm - plain.b_dec
+        a, b = fitted.trace(x), plain.trace(x)
         target = plain.normalize_input(x)[0] - plain.b_dec
-    assert float(target.norm() / produced.norm()) > 1.5  # what norm matching alone would ask for
-    torch.testing.assert_close(fitted.W_enc, plain.W_enc, rtol=0, atol=0)
+        asked = float(target.norm() / (b.recon_norm - plain.b_dec).norm())
+    c = float(fitted.W_enc.detach().norm() / plain.W_enc.detach().norm())
+    expected = {"high": rule.high, "low": rule.low, None: asked}[binds]
+    assert c == pytest.approx(expected, rel=0.05 if binds is None else 1e-6)
+    assert (asked > rule.high) == (binds == "high") and (asked < rule.low) == (binds == "low")
+    assert torch.equal(a.indices, b.indices)  # TopK's sparse path: [N, k] kept features and their values
+    torch.testing.assert_close(a.values, c * b.values, rtol=1e-5, atol=1e-6)
 
 
 def test_paper_recipe_restores_the_papers_settings() -> None:

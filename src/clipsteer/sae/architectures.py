@@ -6,6 +6,7 @@ exporters read everything else from the spec.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +23,30 @@ if TYPE_CHECKING:
 Activate = Callable[[Tensor, "SparseAutoencoder", "float | None"], "tuple[Tensor, Tensor | None]"]
 """(pre [N, d_sae], the SAE, JumpReLU's straight-through bandwidth or None) → (codes [N, d_sae] ≥ 0, the
 batch's threshold estimate [] for batch-level selection or None)."""
+
+
+@dataclass(frozen=True)
+class EncoderScale:
+    """The encoder's initial scale c under `encoder_init="fitted_scale"` (x̂̃ − b_dec scales by c): with
+    t = x̃ − b_dec and p the reconstruction of W_enc = W_decᵀ on the init sample, `least_squares` fits
+    c = argmin ‖t − c·p‖², `norm` makes ‖c·p‖ = ‖t‖; the fit is then clamped to [low, high].
+
+    For TopK the selection does not depend on c, and p is poorly aligned with t at init (cos ≈ 0.5–0.8), so
+    least squares shrinks the reconstruction well below the input's size; Adam's first steps then push the
+    selected features up and never-selected ones (no gradient under TopK) stay unused. A larger c keeps more
+    features alive and costs early EV. Against sparsify (same batches, k 32; benchmarks/results/peers.md
+    §5, §11–13): least squares (c 0.70) left more features dead at d=768; norm matching gave c 0.38 at
+    d=128 ×64 (dead 0.577 vs 0.422) and 1.30 at d=768 (EV −0.010); a fixed c 0.8 met both criteria at 4M
+    tokens but cost 0.04 EV at the demo's 600k. TopK therefore matches norms within [0.6, 1]: 1 is the
+    paper's W_enc = W_decᵀ, 0.6 the smallest scale measured to keep ×64's dead fraction under sparsify's.
+    BatchTopK selects per batch, also independently of c, but was not measured and keeps least squares."""
+
+    fit: Literal["least_squares", "norm"] = "least_squares"
+    low: float = 0.0
+    high: float = math.inf
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.low <= self.high, f"encoder scale bounds must satisfy 0 ≤ low ≤ high, got {self}"
 
 
 @dataclass(frozen=True)
@@ -46,22 +71,8 @@ class ArchSpec:
     fused_training: bool = False
     """Training runs encoder, activation, L1 and decoder as one fused autograd node with reused buffers
     (`sae/fused_relu.py`, plain ReLU only); other variants take the generic path."""
-    encoder_scale_fit: Literal["least_squares", "norm"] = "least_squares"
-    """How `encoder_init="fitted_scale"` picks the encoder's initial scale c (x̂̃ − b_dec scales by c), with
-    t = x̃ − b_dec and p the unscaled reconstruction: `least_squares` minimises ‖t − c·p‖² (c = cos·‖t‖/‖p‖);
-    `norm` makes ‖c·p‖ = ‖t‖ but never enlarges the encoder beyond the plain transpose (c ≤ 1, the paper's init).
-    For TopK the selection does not depend on c and p is poorly aligned with t at init (cos ≈ 0.5–0.8), so
-    least squares shrinks the reconstruction well below the input's size; from there Adam's first steps push
-    the selected features up and never-selected ones (no gradient under TopK) stay unused: more dead features.
-    Larger c keeps more features alive and costs EV, and c = 1 already had the fewest dead features at d=128
-    (0.015 at 409k tokens), so the cap loses nothing there. Measured against sparsify, same batches, TopK ×16
-    k 32 (benchmarks/results/peers.md §5, §9, §11): d=768 (random ViT-B/32), 1M tokens, EV / dead: least
-    squares (c 0.70) 0.9550 / 0.695, uncapped norm (c 1.30) 0.9478 / 0.289, c = 1 (the cap) 0.9532 / 0.517,
-    c = 0.95 0.9538 / 0.539, sparsify 0.9578 / 0.686; d=128 (toy CLIP, c 0.50 < 1), 4M tokens: 0.9845 / 0.156
-    vs sparsify 0.9826 / 0.173, where c 0.44 left more dead (0.183) and least squares at 409k 0.194 (sparsify
-    0.143). Not solved: at ×64 (d=128, 4M tokens) the rule gives c 0.38, EV 0.9859 but dead 0.577 vs sparsify
-    0.9828 / 0.422, where c 0.6–0.75 met both (§12). BatchTopK selects per batch, also independently of c, but
-    was not measured and keeps least squares."""
+    encoder_scale: EncoderScale = EncoderScale()
+    """How `encoder_init="fitted_scale"` picks the encoder's initial scale (see `EncoderScale`)."""
 
     @property
     def sweep_name(self) -> str:
@@ -102,7 +113,8 @@ ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("relu", _relu, uses_k=False, exact_k_per_token=False, penalty="l1", dead_feature_loss="ghost_grads",
              threshold=None, saelens_architecture="standard", prisma_activation="relu", fused_training=True),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
-             threshold=None, saelens_architecture="topk", prisma_activation="topk", encoder_scale_fit="norm"),
+             threshold=None, saelens_architecture="topk", prisma_activation="topk",
+             encoder_scale=EncoderScale("norm", low=0.6, high=1.0)),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
              threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
     ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",
