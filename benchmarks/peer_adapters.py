@@ -30,6 +30,8 @@ class Setting:
     lr: float
     batch: int
     seed: int
+    encoder_scale: float | None = None
+    """clipsteer TopK only: start from W_enc = c·W_decᵀ with this c instead of the recipe's fit."""
 
 
 class Library:

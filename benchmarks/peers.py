@@ -93,6 +93,10 @@ class Clipsteer(Library):
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
         self.sae = self.updater.sae
+        if s.encoder_scale is not None:  # W_enc = c·W_decᵀ after the fit, so the ratio of norms is the fitted c
+            assert s.arch == "topk", "--encoder-scale applies to TopK (ReLU's codes also depend on b_enc)"
+            with torch.no_grad():
+                self.sae.W_enc.mul_(s.encoder_scale * self.sae.W_dec.norm() / self.sae.W_enc.norm())
         self.lr = s.lr
         self.n = 0
 
@@ -276,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder-scale", type=float, default=None,
+                        help="TopK: clipsteer's initial W_enc = C·W_decᵀ instead of the recipe's fitted scale")
     parser.add_argument("--tokens", type=int, default=4096 * 30, help="training tokens per library")
     parser.add_argument("--evals", type=int, default=4, help="held-out evaluations, spaced geometrically")
     parser.add_argument("--skip", type=int, default=2, help="first steps left out of the timings (warm-up)")
@@ -295,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     train, held_out = load_rows(args.store, args.held_out_images, args.max_train_rows)
     d = train.shape[1]
-    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed)
+    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 

@@ -3,7 +3,7 @@
 Variants of clipsteer's TopK SAE (d=128 toy store, ×16, k 32, batch 4096, Adam 4e-4 constant, one thread)
 and sparsify, trained on the same batches; held-out EV, L0 and dead fraction (never fires on the store's
 last 100 images, the peers.py formula) at chosen steps. Variants:
-  default      the current default recipe (TopK: norm-matched encoder scale within [0.6, 1]; `EncoderScale`)
+  default      the current default recipe (TopK: norm-matched encoder scale, at most 1; `EncoderScale`)
   ls           the previous default (least-squares scale for TopK too)
   paper        `--recipe paper` (W_enc = W_decᵀ)
   scale=C      default, then W_enc rescaled so that its scale relative to W_decᵀ is C

@@ -29,24 +29,24 @@ batch's threshold estimate [] for batch-level selection or None)."""
 class EncoderScale:
     """The encoder's initial scale c under `encoder_init="fitted_scale"` (x̂̃ − b_dec scales by c): with
     t = x̃ − b_dec and p the reconstruction of W_enc = W_decᵀ on the init sample, `least_squares` fits
-    c = argmin ‖t − c·p‖², `norm` makes ‖c·p‖ = ‖t‖; the fit is then clamped to [low, high].
+    c = argmin ‖t − c·p‖², `norm` makes ‖c·p‖ = ‖t‖; the fit is then capped at `high`.
 
     For TopK the selection does not depend on c, and p is poorly aligned with t at init (cos ≈ 0.5–0.8), so
     least squares shrinks the reconstruction well below the input's size; Adam's first steps then push the
     selected features up and never-selected ones (no gradient under TopK) stay unused. A larger c keeps more
-    features alive and costs early EV. Against sparsify (same batches, k 32; benchmarks/results/peers.md
-    §5, §11–13): least squares (c 0.70) left more features dead at d=768; norm matching gave c 0.38 at
-    d=128 ×64 (dead 0.577 vs 0.422) and 1.30 at d=768 (EV −0.010); a fixed c 0.8 met both criteria at 4M
-    tokens but cost 0.04 EV at the demo's 600k. TopK therefore matches norms within [0.6, 1]: 1 is the
-    paper's W_enc = W_decᵀ, 0.6 the smallest scale measured to keep ×64's dead fraction under sparsify's.
-    BatchTopK selects per batch, also independently of c, but was not measured and keeps least squares."""
+    features alive and costs early EV. TopK matches norms, at most the paper's W_enc = W_decᵀ (c ≤ 1). Against
+    sparsify (same batches, k 32, 4M tokens at d=128, 1M at d=768; benchmarks/results/peers.md §5, §11–13) this
+    meets EV (≥ sparsify − 0.005) and dead fraction (≤ sparsify) at d=128 ×16 (c 0.50) and d=768 ×16 (the cap),
+    not at ×64 (c 0.38: dead 0.577 vs 0.422). A floor of 0.6 met all four cells measured (×16, ×32, ×64, d=768)
+    but the toy's 600k-token SAEs trained with it did worse in suppression (typographic OCA 50.7 ± 8.1 vs
+    60.4 ± 7.7, 3 seeds) and lost 0.008 training EV, so it is not the default (§13). BatchTopK selects per
+    batch, also independently of c, but was not measured and keeps least squares."""
 
     fit: Literal["least_squares", "norm"] = "least_squares"
-    low: float = 0.0
     high: float = math.inf
 
     def __post_init__(self) -> None:
-        assert 0 <= self.low <= self.high, f"encoder scale bounds must satisfy 0 ≤ low ≤ high, got {self}"
+        assert self.high > 0, f"the encoder scale's cap must be positive, got {self}"
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
              threshold=None, saelens_architecture="standard", prisma_activation="relu", fused_training=True),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
              threshold=None, saelens_architecture="topk", prisma_activation="topk",
-             encoder_scale=EncoderScale("norm", low=0.6, high=1.0)),
+             encoder_scale=EncoderScale("norm", high=1.0)),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
              threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
     ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",
