@@ -54,14 +54,13 @@ def make(variant: str, s: Setting, sample: torch.Tensor) -> Any:
     if variant == "ls":
         architectures.ARCH_SPECS["topk"] = dataclasses.replace(saved, encoder_scale=architectures.EncoderScale())
     try:
-        lib = Clipsteer(s, 0.0, sample, recipe="paper" if variant == "paper" else "default")
+        forced = float(variant.split("=")[1]) if variant.startswith("scale=") else None  # peers.py --encoder-scale
+        lib = Clipsteer(dataclasses.replace(s, encoder_scale=forced), 0.0, sample,
+                        recipe="paper" if variant == "paper" else "default")
     finally:
         architectures.ARCH_SPECS["topk"] = saved
     sae = lib.sae
     c = float(sae.W_enc.detach().norm() / sae.W_dec.detach().norm())
-    if variant.startswith("scale="):
-        with torch.no_grad():
-            sae.W_enc.mul_(float(variant.split("=")[1]) / c)
     if variant == "enc_lr_c":
         encoder = [sae.W_enc, sae.b_enc]
         rest = [p for p in sae.parameters() if all(p is not q for q in encoder)]

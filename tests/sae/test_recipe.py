@@ -96,6 +96,9 @@ def test_topk_scale_matches_norms_up_to_the_transpose(world: SparseWorld, k: int
     c = float(fitted.W_enc.detach().norm() / plain.W_enc.detach().norm())
     assert (asked > rule.high) == capped
     assert c == pytest.approx(rule.high if capped else asked, rel=1e-6 if capped else 0.05)
+    if capped:
+        assert asked > 1.5  # what norm matching alone would ask for with k = 1
+        torch.testing.assert_close(fitted.W_enc, plain.W_enc, rtol=0, atol=0)
     assert torch.equal(a.indices, b.indices)  # TopK's sparse path: [N, k] kept features and their values
     torch.testing.assert_close(a.values, c * b.values, rtol=1e-5, atol=1e-6)
 
