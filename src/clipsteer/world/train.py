@@ -1,7 +1,7 @@
 """`clipsteer world train-clip`: contrastive training of the toy CLIP on the pretraining stream.
 
 Recipe (from the feasibility prototype's measurements): AdamW (0.9, 0.98), lr 2e-3 with linear warm-up
-and one cosine decay, weight decay 0.1 on matrices, grad-clip 1, bf16 autocast, logit scale ≤ 100.
+and one cosine decay, weight decay 0.1 on matrices, grad-clip 1, optional bf16 autocast, logit scale ≤ 100.
 Captions repeat within a batch ("a photo of a star"), so the loss treats identical captions as shared
 positives (a multi-positive InfoNCE) instead of as negatives of each other.
 Resumable: `out/state.pt` holds model + optimiser + step; the data stream is a pure function of the step.
