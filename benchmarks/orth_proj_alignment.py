@@ -43,11 +43,12 @@ def alignment(task: GroupTask, site: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--model", default=None, help="CLIP checkpoint folder; default: the shipped toy CLIP")
     args = parser.parse_args()
-    backbone = Backbone.from_pretrained(resolve_model(None), device="cpu")
+    backbone = Backbone.from_pretrained(resolve_model(args.model), device="cpu")
     site = f"blocks.{backbone.n_layers - 1}.resid_post"  # the last block: the embedding follows directly
     for name in ("background", "attribute"):
-        task = GroupTask(backbone, DebiasConfig(dataset=f"world:{name}", max_images=args.max_images))
+        task = GroupTask(backbone, DebiasConfig(dataset=f"world:{name}", max_images=args.max_images, model=args.model))
         cos, share, read = alignment(task, site)
         print(f"{name}: cos(image spurious shift, text direction) {cos:.3f}; share of the shift along it {share:.3f}; "
               f"spurious read off the text axis {read:.3f}")
