@@ -32,6 +32,8 @@ class Setting:
     seed: int
     encoder_scale: float | None = None
     """clipsteer TopK only: start from W_enc = c·W_decᵀ with this c instead of the recipe's fit."""
+    device: str = "cpu"
+    """Where every library's parameters and batches live ("cpu", "cuda")."""
 
 
 class Library:
@@ -74,11 +76,11 @@ class SAELens(Library):
             sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=s.d, d_sae=s.width, l1_coefficient=lam))
         config = SAETrainerConfig(
             n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False, total_training_samples=10**12,
-            device="cpu", autocast=False, lr=s.lr, lr_end=s.lr, lr_scheduler_name="constant", lr_warm_up_steps=0,
+            device=s.device, autocast=False, lr=s.lr, lr_end=s.lr, lr_scheduler_name="constant", lr_warm_up_steps=0,
             adam_beta1=0.9, adam_beta2=0.999, lr_decay_steps=0, n_restart_cycles=1, train_batch_size_samples=s.batch,
             dead_feature_window=1000, feature_sampling_window=2000, logger=LoggingConfig(log_to_wandb=False),
             n_batches_for_norm_estimate=1)
-        self.trainer = SAETrainer(config, sae, data_provider=iter(()))
+        self.trainer = SAETrainer(config, sae.to(s.device), data_provider=iter(()))
         self.sae = sae
 
     def step(self, x: Tensor) -> None:
@@ -128,16 +130,17 @@ class Overcomplete(Library):
         torch.manual_seed(s.seed)
         self.train_sae = train_sae
         if s.arch == "topk":
-            self.model: Any = TopKSAE(s.d, s.width, top_k=s.k)
+            self.model: Any = TopKSAE(s.d, s.width, top_k=s.k, device=s.device)
             self.criterion = lambda x, x_hat, pre, z, dictionary: (x - x_hat).square().mean()
         else:
-            self.model = SAE(s.d, s.width)
+            self.model = SAE(s.d, s.width, device=s.device)
             self.criterion = lambda x, x_hat, pre, z, dictionary: mse_l1(x, x_hat, pre, z, dictionary, penalty=lam)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        self.device = s.device
 
     def step(self, x: Tensor) -> None:
         with redirect_stdout(io.StringIO()):
-            self.train_sae(self.model, [x], self.criterion, self.optimizer, nb_epochs=1)
+            self.train_sae(self.model, [x], self.criterion, self.optimizer, nb_epochs=1, device=self.device)
 
     @torch.no_grad()
     def reconstruct(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -154,7 +157,7 @@ class DictionaryLearning(Library):
 
         self.name, self.driven = "dictionary_learning", "trainer.update(step, x), as trainSAE does"
         common = dict(activation_dim=s.d, dict_size=s.width, layer=0, lm_name="bench", lr=s.lr, seed=s.seed,
-                      device="cpu", warmup_steps=0)
+                      device=s.device, warmup_steps=0)
         if s.arch == "topk":
             from dictionary_learning.trainers.top_k import AutoEncoderTopK
             self.trainer: Any = TopKTrainer(steps=10**9, k=s.k, dict_class=AutoEncoderTopK, **common)
@@ -185,8 +188,8 @@ class Saev(Library):
         # b_dec = mean of the shared init sample (its default mean is over 524,288 rows)
         sae_config = config.SparseAutoencoder(d_vit=s.d, exp_factor=s.width // s.d, sparsity_coeff=lam,
                                               n_reinit_samples=len(sample))
-        self.sae = nn.SparseAutoencoder(sae_config)
-        self.sae.init_b_dec(sample)
+        self.sae = nn.SparseAutoencoder(sae_config).to(s.device)
+        self.sae.init_b_dec(sample.to(s.device))
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=s.lr, fused=True)
 
     def step(self, x: Tensor) -> None:
@@ -209,9 +212,9 @@ class Sparsify(Library):
 
         self.name, self.driven = "sparsify", "loop body of Trainer.fit (Adam instead of signum)"
         torch.manual_seed(s.seed)
-        self.sae = SparseCoder(s.d, SparseCoderConfig(expansion_factor=s.width // s.d, k=s.k))
+        self.sae = SparseCoder(s.d, SparseCoderConfig(expansion_factor=s.width // s.d, k=s.k), device=s.device)
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=s.lr)
-        self.steps_since_fired = torch.zeros(s.width, dtype=torch.long)
+        self.steps_since_fired = torch.zeros(s.width, dtype=torch.long, device=s.device)
         self.dead_after = 10_000_000 // s.batch   # its default dead_feature_threshold, in tokens
         self.auxk_alpha = 1 / 32
         self.first = True
@@ -236,7 +239,7 @@ class Sparsify(Library):
     def reconstruct(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         top_acts, top_indices, _ = self.sae.encode(v)
         recon = self.sae.decode(top_acts, top_indices)
-        fired = torch.zeros(self.sae.num_latents, dtype=torch.bool)
+        fired = torch.zeros(self.sae.num_latents, dtype=torch.bool, device=top_indices.device)
         fired[top_indices[top_acts > 0]] = True
         return recon, (top_acts > 0).sum(-1), fired
 

@@ -88,7 +88,7 @@ class Clipsteer(Library):
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
-                               encoder_init=preset.encoder_init)
+                               encoder_init=preset.encoder_init, device=s.device)
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
@@ -125,14 +125,20 @@ class Track:
 @torch.no_grad()
 def evaluate(library: Library, v: Tensor, width: int) -> dict[str, float]:
     """Held-out EV (one formula for all), mean L0 and the fraction of features never firing on v."""
-    resid, l0, fired = 0.0, 0.0, torch.zeros(width, dtype=torch.bool)
+    resid, l0, fired = 0.0, 0.0, torch.zeros(width, dtype=torch.bool, device=v.device)
     for chunk in v.split(EVAL_CHUNK):
         recon, nonzero, fired_chunk = library.reconstruct(chunk)
         resid += float((recon.float() - chunk).pow(2).sum())
         l0 += float(nonzero.float().sum())
-        fired |= fired_chunk.cpu()
+        fired |= fired_chunk.to(v.device)
     total = float((v - v.mean(dim=0)).pow(2).sum())
     return {"ev": 1 - resid / total, "l0": l0 / len(v), "dead": float((~fired).float().mean())}
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a host clock read after it times the step and not its launch."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run_rounds(tracks: list[Track], source: TensorSource, s: Setting, steps: int, held_out: Tensor,
@@ -143,8 +149,10 @@ def run_rounds(tracks: list[Track], source: TensorSource, s: Setting, steps: int
         x = next(stream)
         order = tracks[r % len(tracks):] + tracks[:r % len(tracks)]
         for track in order:
+            synchronize(s.device)
             start = time.perf_counter()
             track.library.step(x)
+            synchronize(s.device)
             track.times.append(time.perf_counter() - start)
         if r + 1 in eval_at:
             for track in tracks:
@@ -166,7 +174,7 @@ def throughput_rows(tracks: list[Track], batch: int, skip: int) -> list[dict[str
         times = track.times[skip:]
         row: dict[str, Any] = {"library": track.library.name, "driven": track.library.driven,
                                "tok_s": batch / float(np.median(times)), "timed_steps": len(times)}
-        if track is not reference:
+        if track is not reference and reference.library.name.startswith("clipsteer"):
             ratios = [p / c for c, p in zip(reference.times[skip:], times, strict=True)]
             row["ratio_q1"], row["ratio"], row["ratio_q3"] = quartiles(ratios)
         rows.append(row)
@@ -218,7 +226,8 @@ def machine() -> dict[str, Any]:
         commit += "-dirty"  # the run used uncommitted changes on top of that commit
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu, "gpu": gpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average_start": os.getloadavg(), "platform": platform.platform(), "versions": versions,
             "clipsteer_commit": commit}
 
@@ -260,10 +269,11 @@ def parse_lambdas(spec: list[str]) -> dict[str, list[float]]:
 
 
 def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | None:
-    """Peak RSS growth (MiB) of a fresh process that loads the data and runs 3 steps of `name`."""
+    """Peak memory growth (MiB) of a fresh process that loads the data and runs 3 steps of `name`: host RSS on
+    the CPU, allocated device memory on a GPU."""
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
-           "--max-train-rows", str(args.batch * 4), "--memory-child", f"{name}={lam}"]
+           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -293,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lambdas", nargs="*", default=[],
                         help="ReLU: LIBRARY=λ1,λ2 (each library's own units); default: each library's default λ")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="where every library trains: cpu or cuda")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
@@ -300,19 +311,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     train, held_out = load_rows(args.store, args.held_out_images, args.max_train_rows)
+    train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
-    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale)
+    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
+                args.device)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
     if args.memory_child:
         name, _, lam = args.memory_child.partition("=")
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        on_gpu = torch.device(s.device).type == "cuda"
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(s.device)
+        base = torch.cuda.memory_allocated(s.device) if on_gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         library = build(name, s, float(lam), sample)
         stream = TensorSource(train).batches(s.batch, s.seed)
         for _ in range(3):
             library.step(next(stream))
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+        peak = torch.cuda.max_memory_allocated(s.device) if on_gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print((peak - base) / 2**20)
         return {}
 
     skipped, tracks, lams = {}, [], []
@@ -328,7 +345,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 library.name = f"{library.name} λ={lam:g}"
             tracks.append(Track(library))
             lams.append(lam)
-    if not tracks or (len(tracks) > 1 and not tracks[0].library.name.startswith("clipsteer")):
+    if not tracks or (len({t.library.name.split(" ")[0] for t in tracks}) > 1
+                      and not tracks[0].library.name.startswith("clipsteer")):
         raise SystemExit("peers.py: the first library must be clipsteer (ratios are clipsteer/peer); "
                          "a single library may run alone (quality only, e.g. one process per library)")
     steps = math.ceil(args.tokens / s.batch)
@@ -365,7 +383,8 @@ def markdown(result: dict[str, Any]) -> str:
     s, m = result["setting"], result["machine"]
     lines = [f"## {s['arch']} d={s['d']} width={s['width']} (×{s['width'] // s['d']}), batch {s['batch']}, "
              f"lr {s['lr']}, {s['tokens']:,} tokens", "",
-             f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}; load average "
+             f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"
+             + (f", GPU {m['gpu']} (every library trains on it)" if s.get("device", "cpu") != "cpu" else "") + "; load average "
              f"{m['load_average_start'][0]:.1f} → {m['load_average_end'][0]:.1f}. Versions: "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v), "",
              "| library | driven through | tok/s | ratio clipsteer/peer (IQR) | EV | L0 | dead |",
@@ -389,7 +408,8 @@ def markdown(result: dict[str, Any]) -> str:
         for l0, evs in result["frontier_ev_at_l0"].items():
             lines.append(f"| {l0} | " + " | ".join("—" if evs[lib] is None else f"{evs[lib]:.4f}" for lib in libs) + " |")
     if result.get("peak_rss_mib"):
-        lines += ["", "Peak RSS growth (MiB, separate process, 3 steps): " + ", ".join(
+        what = "RSS" if s.get("device", "cpu") == "cpu" else "GPU memory"
+        lines += ["", f"Peak {what} growth (MiB, separate process, 3 steps): " + ", ".join(
             f"{k} {v:.0f}" if v is not None else f"{k} failed" for k, v in result["peak_rss_mib"].items())]
     for name, reason in result["skipped"].items():
         lines.append(f"\nSkipped {name}: {reason}")
