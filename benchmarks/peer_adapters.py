@@ -188,8 +188,9 @@ class Saev(Library):
         # b_dec = mean of the shared init sample (its default mean is over 524,288 rows)
         sae_config = config.SparseAutoencoder(d_vit=s.d, exp_factor=s.width // s.d, sparsity_coeff=lam,
                                               n_reinit_samples=len(sample))
-        self.sae = nn.SparseAutoencoder(sae_config).to(s.device)
-        self.sae.init_b_dec(sample.to(s.device))
+        self.sae = nn.SparseAutoencoder(sae_config)
+        self.sae.init_b_dec(sample.cpu())  # it compares against a CPU copy of b_dec: initialise, then move
+        self.sae.to(s.device)
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=s.lr, fused=True)
 
     def step(self, x: Tensor) -> None:

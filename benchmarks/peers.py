@@ -54,7 +54,7 @@ from torch import Tensor
 from clipsteer.activations.store import ActivationStore
 from clipsteer.atomic import atomic_write_json
 from clipsteer.sae import ObjectiveConfig, SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig
-from clipsteer.sae.recipe import RECIPES
+from clipsteer.sae.recipe import RECIPES, RecipePreset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peer_adapters import DEFAULT_LAMBDA, FACTORIES, Library, Setting  # noqa: E402
@@ -79,11 +79,22 @@ def load_rows(store_dir: str, held_out_images: int, max_train_rows: int | None) 
 
 
 # ----------------------------------------------------------------------------------------- adapters
+# clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`)
+ABLATIONS = {
+    "ln_mse": RecipePreset(normalization="layer_norm", reconstruction="mse", encoder_init="fitted_scale"),
+    "raw_paper": RecipePreset(normalization="none", reconstruction="paper", encoder_init="fitted_scale"),
+    "raw_mse": RecipePreset(normalization="none", reconstruction="mse", encoder_init="fitted_scale"),
+}
+
+
 class Clipsteer(Library):
     def __init__(self, s: Setting, lam: float, sample: Tensor, recipe: str) -> None:
         self.name = "clipsteer" if recipe == "default" else f"clipsteer-{recipe}"
         self.driven = "SAEUpdater.step (Trainer's loop body)"
-        preset = RECIPES[recipe]
+        if recipe not in RECIPES | ABLATIONS:
+            raise ValueError(f"--libraries clipsteer-{recipe}: expected clipsteer, or clipsteer- followed by one of "
+                             f"{sorted(RECIPES | ABLATIONS)}")
+        preset = (RECIPES | ABLATIONS)[recipe]
         sae_config = SAEConfig(d_in=s.d, d_sae=s.width, architecture=s.arch, k=s.k if s.arch == "topk" else None,
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
@@ -405,7 +416,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "ReLU frontier: held-out EV at every library's L0 values (linear in log L0 between each "
                   "library's λ points; — where a library's points do not span that L0):", "",
                   "| L0 | " + " | ".join(libs) + " |", "|---:|" + "---:|" * len(libs)]
-        for l0, evs in result["frontier_ev_at_l0"].items():
+        for l0, evs in sorted(result["frontier_ev_at_l0"].items(), key=lambda item: float(item[0])):
             lines.append(f"| {l0} | " + " | ".join("—" if evs[lib] is None else f"{evs[lib]:.4f}" for lib in libs) + " |")
     if result.get("peak_rss_mib"):
         what = "RSS" if s.get("device", "cpu") == "cpu" else "GPU memory"

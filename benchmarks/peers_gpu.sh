@@ -7,12 +7,15 @@
 #   3. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
 #   4. If time is left: TopK ×64 and ReLU ×16 at 4M tokens.
 # A peer that does not import is left out and the log says why.
+# PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS)
+# along λ frontiers at 1M and 4M tokens, and a GPU profile of the TopK ×64 step beside sparsify's.
 # Each job has its own time limit and the script stops starting jobs after BUDGET seconds, so a cut run still
 # returns what finished. Needs torch with CUDA, transformers, tyro and the peers (pip install -e .[peers]).
-#   bash benchmarks/peers_gpu.sh OUTDIR [BUDGET_SECONDS]
+#   bash benchmarks/peers_gpu.sh OUTDIR [BUDGET_SECONDS] [cells|diagnose]
 set -u
 out=${1:?usage: peers_gpu.sh OUTDIR [BUDGET_SECONDS]}
 budget=${2:-420}
+plan=${3:-cells}
 work=${PEERS_GPU_WORK:-/tmp/peers_gpu}
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1 PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
@@ -56,6 +59,19 @@ peers() {  # peers NAME LIMIT ARGS...: one peers.py run; its JSON lands in OUTDI
 }
 relu_lambdas=(--lambdas clipsteer=1e-4,3e-4,1e-3,3e-3,1e-2 dictionary_learning=0.03,0.1,0.3,1,3
               overcomplete=0.3,1,3,10,30 saev=1e-4,4e-4,1.6e-3,6.4e-3,2.56e-2)
+if [ "$plan" = diagnose ]; then
+    peers relu16_1M_recipes 120 --arch relu --expansion 16 --tokens 1000000 \
+        --libraries clipsteer clipsteer-ln_mse clipsteer-raw_paper clipsteer-raw_mse \
+        --lambdas clipsteer=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_mse=5e-4,1.5e-3,3e-3,6e-3 \
+        clipsteer-raw_paper=1e-5,1e-4,1e-3,1e-2 clipsteer-raw_mse=1e-4,1e-3,1e-2,1e-1
+    job profile_topk64 60 python3 benchmarks/topk_step_profile.py --store "$store" --device cuda --expansion 64 \
+        --warmup 3 --steps 5 --rows 15
+    peers relu16_4M_recipes 150 --arch relu --expansion 16 --tokens 4000000 \
+        --libraries clipsteer clipsteer-ln_mse clipsteer-raw_mse dictionary_learning \
+        --lambdas clipsteer=3e-5,1e-4 clipsteer-ln_mse=1.5e-3,3e-3 clipsteer-raw_mse=1e-3,1e-2 dictionary_learning=1,3
+    echo "== done at $((SECONDS - start))s" | tee -a "$log"
+    exit 0
+fi
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
 dl=(); has dictionary_learning "${relu_peers[@]}" && dl=(dictionary_learning)
 peers relu16_1M 150 --arch relu --expansion 16 --tokens 1000000 --libraries clipsteer "${dl[@]}" "${relu_lambdas[@]}"

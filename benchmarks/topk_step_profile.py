@@ -2,7 +2,8 @@
 
 Both libraries are built as `benchmarks/peers.py` builds them (same init, same batches) and step alternately;
 after `--warmup` untimed rounds, `--steps` rounds run under torch.profiler and the ops are listed by self CPU
-time (per step), with each library's share spent in the GEMM (`aten::addmm` / `aten::mm`).
+time (per step), with each library's share spent in the GEMM (`aten::addmm` / `aten::mm`). With `--device cuda`
+the ops are listed by self GPU time instead (kernels included).
 
     PYTHONPATH=src python benchmarks/topk_step_profile.py --store /work/scratch15/acts768/blocks.2.resid_post \
         --expansion 16 --steps 3 --threads 1
@@ -37,11 +38,16 @@ def main() -> None:
     parser.add_argument("--libraries", nargs="+", default=["clipsteer", "sparsify"])
     parser.add_argument("--rows", type=int, default=20, help="ops listed per library")
     parser.add_argument("--shapes", action="store_true", help="also list ops by input shape")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, _ = load_rows(args.store, 1, args.batch * (args.warmup + args.steps + 4))
+    train = train.to(args.device)
     d = train.shape[1]
-    s = Setting("topk", d, d * args.expansion, args.k, 4e-4, args.batch, 0)
+    s = Setting("topk", d, d * args.expansion, args.k, 4e-4, args.batch, 0, device=args.device)
+    on_gpu = torch.device(args.device).type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
     libraries = [build(name, s, 0.0, train[:16384]) for name in args.libraries]
     batches = list(train.split(args.batch))
     for r in range(args.warmup):
@@ -50,17 +56,19 @@ def main() -> None:
     print(f"TopK d={d} width={s.width} batch {s.batch} k {s.k}, threads {args.threads}, {args.steps} profiled steps "
           f"after {args.warmup}; load average {os.getloadavg()[0]:.1f}")
     for library in libraries:
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+        with profile(activities=activities, record_shapes=args.shapes) as prof:
             for r in range(args.steps):
                 library.step(batches[args.warmup + r])
+            if on_gpu:
+                torch.cuda.synchronize()
         events = prof.key_averages()
-        total = sum(e.self_cpu_time_total for e in events)
-        gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMMS)
-        print(f"\n=== {library.name}: {total / args.steps / 1e3:.0f} ms/step (self CPU), GEMM {100 * gemm / total:.1f} %")
-        print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=50))
+        total = sum(getattr(e, key) for e in events)
+        gemm = sum(getattr(e, key) for e in events if e.key in GEMMS)
+        print(f"\n=== {library.name}: {total / args.steps / 1e3:.1f} ms/step ({key}), GEMM ops {100 * gemm / total:.1f} %")
+        print(events.table(sort_by=key, row_limit=args.rows, max_name_column_width=50))
         if args.shapes:
             print(prof.key_averages(group_by_input_shape=True).table(
-                sort_by="self_cpu_time_total", row_limit=2 * args.rows, max_name_column_width=30, max_shapes_column_width=70))
+                sort_by=key, row_limit=2 * args.rows, max_name_column_width=30, max_shapes_column_width=70))
 
 
 if __name__ == "__main__":
