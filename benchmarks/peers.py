@@ -79,8 +79,10 @@ def load_rows(store_dir: str, held_out_images: int, max_train_rows: int | None) 
 
 
 # ----------------------------------------------------------------------------------------- adapters
-# clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`)
+# clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`);
+# ln_paper is the default recipe before session 8 (the paper's per-token loss divisor).
 ABLATIONS = {
+    "ln_paper": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="fitted_scale"),
     "ln_mse": RecipePreset(normalization="layer_norm", reconstruction="mse", encoder_init="fitted_scale"),
     "raw_paper": RecipePreset(normalization="none", reconstruction="paper", encoder_init="fitted_scale"),
     "raw_mse": RecipePreset(normalization="none", reconstruction="mse", encoder_init="fitted_scale"),

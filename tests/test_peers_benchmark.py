@@ -94,3 +94,10 @@ def test_relu_frontier_interpolates_in_log_l0() -> None:
     assert peers.frontier(quality) == {"10.0": {"clipsteer": None, "peer": 0.6},          # every library's L0
                                        "100.0": {"clipsteer": 0.8, "peer": pytest.approx(0.75)},
                                        "1000.0": {"clipsteer": None, "peer": 0.9}}
+
+
+def test_recipe_ablations_run_as_libraries_and_unknown_ones_are_named(store: Path, tmp_path: Path) -> None:
+    result = run(store, tmp_path, "relu", ["clipsteer", "clipsteer-ln_mse"])
+    assert [row["library"] for row in result["throughput"]] == ["clipsteer", "clipsteer-ln_mse"]
+    with pytest.raises(ValueError, match="clipsteer-bogus.*ln_mse"):
+        run(store, tmp_path, "relu", ["clipsteer", "clipsteer-bogus"])
