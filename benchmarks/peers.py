@@ -101,7 +101,7 @@ class Clipsteer(Library):
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
-                               encoder_init=preset.encoder_init, device=s.device)
+                               encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16)
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
@@ -286,7 +286,7 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
     the CPU, allocated device memory on a GPU."""
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
-           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"]
+           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else [])
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="ReLU: LIBRARY=λ1,λ2 (each library's own units); default: each library's default λ")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where every library trains: cpu or cuda")
+    parser.add_argument("--autocast-bf16", action="store_true",
+                        help="clipsteer's matmuls under bf16 autocast (sparsify's forward always is, on a GPU)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
-                args.device)
+                args.device, args.autocast_bf16)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
@@ -395,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     s, m = result["setting"], result["machine"]
     lines = [f"## {s['arch']} d={s['d']} width={s['width']} (×{s['width'] // s['d']}), batch {s['batch']}, "
-             f"lr {s['lr']}, {s['tokens']:,} tokens", "",
+             f"lr {s['lr']}, {s['tokens']:,} tokens" + (", clipsteer under bf16 autocast" if s.get("autocast_bf16") else ""), "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"
              + (f", GPU {m['gpu']} (every library trains on it)" if s.get("device", "cpu") != "cpu" else "") + "; load average "
              f"{m['load_average_start'][0]:.1f} → {m['load_average_end'][0]:.1f}. Versions: "

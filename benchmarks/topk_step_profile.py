@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,7 +63,8 @@ def main() -> None:
             if on_gpu:
                 torch.cuda.synchronize()
         events = prof.key_averages()
-        total = sum(getattr(e, key) for e in events)
+        # on a GPU an op's row and its kernels' rows both carry the kernels' time: total the kernels only
+        total = sum(getattr(e, key) for e in events if not on_gpu or e.device_type == DeviceType.CUDA)
         gemm = sum(getattr(e, key) for e in events if e.key in GEMMS)
         print(f"\n=== {library.name}: {total / args.steps / 1e3:.1f} ms/step ({key}), GEMM ops {100 * gemm / total:.1f} %")
         print(events.table(sort_by=key, row_limit=args.rows, max_name_column_width=50))
