@@ -4,10 +4,12 @@
 #   1. ReLU d=768 ×16 at 1M tokens: clipsteer and dictionary_learning along λ frontiers (one process, paired steps),
 #      then overcomplete and saev (one process each, quality only).
 #   2. TopK d=768 ×64, k 32, at 1M tokens: clipsteer, sparsify, dictionary_learning, overcomplete (one process).
-#   3. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
-#   4. If time is left: TopK ×64 and ReLU ×16 at 4M tokens.
+#   3. TopK ×64 throughput with clipsteer under bf16 autocast (sparsify's forward always is, on a GPU).
+#   4. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
+#   5. If time is left: TopK ×64 and ReLU ×16 at 4M tokens.
 # A peer that does not import is left out and the log says why.
-# PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS)
+# PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS;
+# session 8 ran it when the default was today's clipsteer-ln_paper, so its "clipsteer" rows are that recipe)
 # along λ frontiers at 1M and 4M tokens, and a GPU profile of the TopK ×64 step beside sparsify's.
 # Each job has its own time limit and the script stops starting jobs after BUDGET seconds, so a cut run still
 # returns what finished. Needs torch with CUDA, transformers, tyro and the peers (pip install -e .[peers]).
@@ -57,12 +59,12 @@ peers() {  # peers NAME LIMIT ARGS...: one peers.py run; its JSON lands in OUTDI
     job "$name" "$limit" python3 benchmarks/peers.py --store "$store" --held-out-images 100 --evals 5 --device cuda \
         --out "$work/$name" "$@" && cp "$work/$name.json" "$out/"
 }
-relu_lambdas=(--lambdas clipsteer=1e-4,3e-4,1e-3,3e-3,1e-2 dictionary_learning=0.03,0.1,0.3,1,3
+relu_lambdas=(--lambdas clipsteer=2e-5,5e-5,1e-4,2e-4,4e-4 dictionary_learning=0.03,0.1,0.3,1,3
               overcomplete=0.3,1,3,10,30 saev=1e-4,4e-4,1.6e-3,6.4e-3,2.56e-2)
 if [ "$plan" = diagnose ]; then
     peers relu16_1M_recipes 120 --arch relu --expansion 16 --tokens 1000000 \
-        --libraries clipsteer clipsteer-ln_mse clipsteer-raw_paper clipsteer-raw_mse \
-        --lambdas clipsteer=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_mse=5e-4,1.5e-3,3e-3,6e-3 \
+        --libraries clipsteer clipsteer-ln_paper clipsteer-ln_mse clipsteer-raw_paper clipsteer-raw_mse \
+        --lambdas clipsteer=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_paper=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_mse=5e-4,1.5e-3,3e-3,6e-3 \
         clipsteer-raw_paper=1e-5,1e-4,1e-3,1e-2 clipsteer-raw_mse=1e-4,1e-3,1e-2,1e-1
     job profile_topk64 60 python3 benchmarks/topk_step_profile.py --store "$store" --device cuda --expansion 64 \
         --warmup 3 --steps 5 --rows 15
@@ -73,6 +75,7 @@ if [ "$plan" = diagnose ]; then
     exit 0
 fi
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
+sp=(); has sparsify "${topk_peers[@]}" && sp=(sparsify)
 dl=(); has dictionary_learning "${relu_peers[@]}" && dl=(dictionary_learning)
 peers relu16_1M 150 --arch relu --expansion 16 --tokens 1000000 --libraries clipsteer "${dl[@]}" "${relu_lambdas[@]}"
 peers topk64_1M 150 --arch topk --expansion 64 --k 32 --tokens 1000000 --libraries clipsteer "${topk_peers[@]}"
@@ -80,9 +83,9 @@ for lib in overcomplete saev; do
     has $lib "${relu_peers[@]}" && peers relu16_1M_$lib 90 --arch relu --expansion 16 --tokens 1000000 --libraries $lib \
         "${relu_lambdas[@]}"
 done
+peers topk64_bf16 60 --arch topk --expansion 64 --k 32 --tokens 409600 --autocast-bf16 --libraries clipsteer "${sp[@]}"
 job cli_train 90 python3 -m clipsteer.cli train --store "$store" --out "$work/cli_train" --architecture topk \
     --expansion-factor 16 --k 32 --trainer.total-tokens 1000000 --trainer.device cuda
-sp=(); has sparsify "${topk_peers[@]}" && sp=(sparsify)
 peers topk64_4M 200 --arch topk --expansion 64 --k 32 --tokens 4000000 --libraries clipsteer "${sp[@]}"
 peers relu16_4M 200 --arch relu --expansion 16 --tokens 4000000 --libraries clipsteer "${dl[@]}" \
     --lambdas clipsteer=3e-4,1e-3,3e-3 dictionary_learning=0.1,0.3,1
