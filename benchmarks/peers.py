@@ -79,10 +79,8 @@ def load_rows(store_dir: str, held_out_images: int, max_train_rows: int | None) 
 
 
 # ----------------------------------------------------------------------------------------- adapters
-# clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`);
-# ln_paper is the default recipe before session 8 (the paper's per-token loss divisor).
+# clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`)
 ABLATIONS = {
-    "ln_paper": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="fitted_scale"),
     "ln_mse": RecipePreset(normalization="layer_norm", reconstruction="mse", encoder_init="fitted_scale"),
     "raw_paper": RecipePreset(normalization="none", reconstruction="paper", encoder_init="fitted_scale"),
     "raw_mse": RecipePreset(normalization="none", reconstruction="mse", encoder_init="fitted_scale"),
@@ -101,7 +99,8 @@ class Clipsteer(Library):
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
-                               encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16)
+                               encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
+                               max_grad_norm=s.max_grad_norm)
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
@@ -317,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="ReLU: LIBRARY=λ1,λ2 (each library's own units); default: each library's default λ")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where every library trains: cpu or cuda")
+    parser.add_argument("--max-grad-norm", type=float, default=1.0,
+                        help="clipsteer's gradient-norm clip (its default 1.0; 0: none)")
     parser.add_argument("--autocast-bf16", action="store_true",
                         help="clipsteer's matmuls under bf16 autocast (sparsify's forward always is, on a GPU)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
-                args.device, args.autocast_bf16)
+                args.device, args.max_grad_norm or None, args.autocast_bf16)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 

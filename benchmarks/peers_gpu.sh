@@ -8,8 +8,7 @@
 #   4. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
 #   5. If time is left: TopK ×64 and ReLU ×16 at 4M tokens.
 # A peer that does not import is left out and the log says why.
-# PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS;
-# session 8 ran it when the default was today's clipsteer-ln_paper, so its "clipsteer" rows are that recipe)
+# PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS)
 # along λ frontiers at 1M and 4M tokens, and a GPU profile of the TopK ×64 step beside sparsify's.
 # Each job has its own time limit and the script stops starting jobs after BUDGET seconds, so a cut run still
 # returns what finished. Needs torch with CUDA, transformers, tyro and the peers (pip install -e .[peers]).
@@ -63,8 +62,8 @@ relu_lambdas=(--lambdas clipsteer=2e-5,5e-5,1e-4,2e-4,4e-4 dictionary_learning=0
               overcomplete=0.3,1,3,10,30 saev=1e-4,4e-4,1.6e-3,6.4e-3,2.56e-2)
 if [ "$plan" = diagnose ]; then
     peers relu16_1M_recipes 120 --arch relu --expansion 16 --tokens 1000000 \
-        --libraries clipsteer clipsteer-ln_paper clipsteer-ln_mse clipsteer-raw_paper clipsteer-raw_mse \
-        --lambdas clipsteer=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_paper=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_mse=5e-4,1.5e-3,3e-3,6e-3 \
+        --libraries clipsteer clipsteer-ln_mse clipsteer-raw_paper clipsteer-raw_mse \
+        --lambdas clipsteer=2e-5,5e-5,1e-4,2e-4 clipsteer-ln_mse=5e-4,1.5e-3,3e-3,6e-3 \
         clipsteer-raw_paper=1e-5,1e-4,1e-3,1e-2 clipsteer-raw_mse=1e-4,1e-3,1e-2,1e-1
     job profile_topk64 60 python3 benchmarks/topk_step_profile.py --store "$store" --device cuda --expansion 64 \
         --warmup 3 --steps 5 --rows 15

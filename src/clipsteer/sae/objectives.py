@@ -4,12 +4,7 @@ Reconstruction (`reconstruction="paper"`, the authors' code): with x the raw inp
 de-normalised reconstruction,
     MSE_norm = mean_{n,i} (x̂_ni − x_ni)² / ‖x_n − mean_batch(x)‖₂
 (elementwise squared error divided by the per-token norm of the batch-centred input — a norm, not its
-square). `reconstruction="scaled_mse"` (clipsteer's default) divides by the batch mean of that norm instead,
-    MSE_scaled = mean_{n,i} (x̂_ni − x_ni)² / mean_n ‖x_n − mean_batch(x)‖₂
-so λ keeps the paper loss's scale while every token weighs the same, as in the held-out explained variance:
-the paper's per-token divisor down-weights high-norm tokens, and on a random-weight ViT-B/32 (d=768) it cost
-0.022 EV at L0 324 against uniform weights (benchmarks/results/peers.md §15). `reconstruction="mse"` is the
-plain mean squared error.
+square). `reconstruction="mse"` is the plain mean squared error.
 
 Sparsity, with λ = `sparsity_coefficient` warmed up linearly over `sparsity_warmup_steps`:
 - relu:      λ · mean_n ‖f_n‖₁ (decoder rows have unit norm, so no decoder-norm weighting is needed)
@@ -57,19 +52,11 @@ def paper_row_norm(x: Tensor, sync: Sync = LOCAL) -> Tensor:
     return (x - sync.row_mean(x)).norm(dim=-1).clamp_min(1e-8)
 
 
-def mean_row_norm(x: Tensor, sync: Sync = LOCAL) -> Tensor:
-    """The scaled MSE's divisor: the global batch's mean of ‖x_n − mean(x)‖, a scalar. Averaged in float64 so
-    that a mean of per-rank means rounds to the same float32 as one process's mean over all rows."""
-    return sync.row_mean(paper_row_norm(x, sync)[:, None].double()).reshape(()).to(x.dtype)
-
-
 def reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
     """Element-wise loss [N, d_in] (mean it for the scalar)."""
     sq = (recon - x).pow(2)
     if kind == "mse":
         return sq
-    if kind == "scaled_mse":
-        return sq / mean_row_norm(x, sync)
     return sq / paper_row_norm(x, sync)[:, None]
 
 
@@ -97,12 +84,7 @@ class _WeightedSquaredError(torch.autograd.Function):
 def mean_reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = LOCAL) -> Tensor:
     """The mean of `reconstruction_loss(recon, x, kind, sync)` (a scalar), with fewer [N, d_in] passes."""
     x = x.detach()
-    if kind == "mse":
-        row_weight = None
-    elif kind == "scaled_mse":
-        row_weight = (1 / mean_row_norm(x, sync)).expand(len(x))
-    else:
-        row_weight = 1 / paper_row_norm(x, sync)
+    row_weight = None if kind == "mse" else 1 / paper_row_norm(x, sync)
     return _WeightedSquaredError.apply(recon, x, row_weight)  # type: ignore[no-any-return]
 
 

@@ -4,11 +4,9 @@ Defaults follow the paper's recipe (Prisma code, Nov 2024): Adam with default be
 200 linear warm-up steps then cosine decay to lr/10, batches of 4096 tokens, gradient clipping at 1.0,
 b_dec at the geometric median of a sample, dead-feature window 5000 steps, sampling window 1000 steps,
 and ~130 M tokens (2.6 M ImageNet images × 50 tokens, the released vanilla SAEs' checkpoint name) —
-with two exceptions. The encoder's initial scale (`encoder_init="fitted_scale"`): the paper's
+with one exception, the encoder's initial scale (`encoder_init="fitted_scale"`): the paper's
 W_enc = W_decᵀ makes a ReLU SAE's first reconstructions ≈ d_sae/(2·d_in) times too large (held-out
-EV −54 at ×16 on the toy CLIP), and the first ~100k tokens are spent undoing that. And the
-reconstruction loss's divisor (`reconstruction="scaled_mse"`): the batch's mean token norm instead of
-each token's own, so that every token weighs the same (see `clipsteer.sae.objectives`).
+EV −54 at ×16 on the toy CLIP), and the first ~100k tokens are spent undoing that.
 
 `RECIPES` names the settings that differ: `RECIPES["paper"]` is the paper's recipe exactly
 (`clipsteer train --recipe paper`), `RECIPES["default"]` clipsteer's.
@@ -23,7 +21,6 @@ from typing import Literal
 
 from clipsteer.sae.config import Normalization, SAEConfig
 
-Reconstruction = Literal["scaled_mse", "paper", "mse"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 
@@ -34,10 +31,8 @@ class ObjectiveConfig:
     1e-4 is the λ of the SAEs used in the paper's steering notebooks."""
     sparsity_warmup_steps: int = 0
     """Steps over which λ rises linearly from 0 (0: no warm-up, as in the paper)."""
-    reconstruction: Reconstruction = "scaled_mse"
-    """scaled_mse: squared error over the batch's mean row norm (the paper loss's scale, every token weighted
-    alike); paper: the paper's loss (over each token's own norm); mse: plain mean squared error.
-    See `clipsteer.sae.objectives`."""
+    reconstruction: Literal["paper", "mse"] = "paper"
+    """paper: the paper's normalised reconstruction loss; mse: plain mean squared error."""
     ghost_grads: bool = True
     """Ghost grads for dead features (relu and jumprelu only)."""
     auxk_coefficient: float = 1 / 32
@@ -72,12 +67,12 @@ class RecipePreset:
     """The settings in which clipsteer's default training recipe and the paper's differ."""
 
     normalization: Normalization
-    reconstruction: Reconstruction
+    reconstruction: Literal["paper", "mse"]
     encoder_init: EncoderInit
 
 
 RECIPES: dict[str, RecipePreset] = {
-    "default": RecipePreset(normalization="layer_norm", reconstruction="scaled_mse", encoder_init="fitted_scale"),
+    "default": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="fitted_scale"),
     "paper": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="decoder_transpose"),
 }
 RecipeName = Literal["default", "paper"]
