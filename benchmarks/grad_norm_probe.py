@@ -1,0 +1,58 @@
+"""How large each reconstruction loss makes a ReLU SAE's gradient, against the trainer's clip (`max_grad_norm`).
+
+The paper loss divides the squared error by each token's centred norm; plain MSE does not, so its loss and gradient
+are larger by about that norm, and with the default clip of 1.0 that decides whether the clip binds. Prints, per
+loss, the pre-clip gradient norm, the reconstruction term and λ·L1 over the first steps (same init, same batches),
+and the store's mean centred token norm with its coefficient of variation (how unequal the paper loss's per-token
+weights are). λ for `mse` is the paper λ times the mean norm, so both weigh sparsity alike.
+
+    PYTHONPATH=src python benchmarks/grad_norm_probe.py --store /work/scratch15/acts768/blocks.2.resid_post
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from clipsteer.sae import ObjectiveConfig, SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import load_rows  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--expansion", type=int, default=16)
+    parser.add_argument("--lam", type=float, default=1e-4, help="λ in the paper loss's units")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4096)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    train, _ = load_rows(args.store, 100, args.batch * (args.steps + 4))
+    norms = (train[: args.batch] - train[: args.batch].mean(0)).norm(dim=-1)
+    mean_norm = float(norms.mean())
+    print(f"d={train.shape[1]}: mean centred token norm {mean_norm:.2f}, coefficient of variation "
+          f"{float(norms.std() / norms.mean()):.3f}")
+    for loss, lam in [("paper", args.lam), ("mse", args.lam * mean_norm)]:
+        d = train.shape[1]
+        config = SAEConfig(d_in=d, d_sae=d * args.expansion, architecture="relu", normalization="layer_norm")
+        objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=loss)
+        trainer = Trainer([SAERecipe("probe", config, objective)], TensorSource(train[:16384]),
+                          TrainerConfig(lr_warmup_steps=0, progress=False, seed=0))
+        (updater,) = trainer._build_updaters()
+        trainer._initialise([updater])
+        stream = TensorSource(train).batches(args.batch, 0)
+        rows = []
+        for step in range(args.steps):
+            m = updater.step(next(stream), step, 4e-4, want_metrics=True)
+            assert m is not None
+            rows.append(f"{m['grad_norm']:.3f}/{m['reconstruction']:.4f}/{lam * m['l1']:.4f}")
+        print(f"{loss:5s} λ={lam:.3g}  grad norm/reconstruction/λ·L1 per step: " + "  ".join(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
