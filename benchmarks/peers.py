@@ -26,7 +26,11 @@ Measurements:
   encode/decode), L0 = mean non-zero codes per row, dead = fraction of features that never fire on v.
   TopK compares at equal k; ReLU along an EV-vs-L0 frontier from `--lambdas` (each library's own λ
   units, one sweep per library), interpolated in log L0 at the L0 values the libraries share.
-- memory: peak RSS of a separate process per library running a few steps (`--memory`).
+- memory: peak RSS (on a GPU: peak allocated device memory) of a separate process per library running a few
+  steps (`--memory`).
+
+`--device cuda` trains every library on the GPU (each step timed after a synchronize); `benchmarks/peers_gpu.sh`
+runs the d=768 cells that way. `--max-grad-norm` and `--autocast-bf16` change clipsteer's trainer settings.
 
     python benchmarks/peers.py --store /work/artifacts/acts/blocks.2.resid_post --arch topk \
         --expansion 16 --tokens 4000000 --out benchmarks/results/peers_d128_topk_x16
@@ -285,7 +289,8 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
     the CPU, allocated device memory on a GPU."""
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
-           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else [])
+           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--max-grad-norm", str(args.max_grad_norm),
+           "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else [])
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -398,7 +403,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     s, m = result["setting"], result["machine"]
     lines = [f"## {s['arch']} d={s['d']} width={s['width']} (×{s['width'] // s['d']}), batch {s['batch']}, "
-             f"lr {s['lr']}, {s['tokens']:,} tokens" + (", clipsteer under bf16 autocast" if s.get("autocast_bf16") else ""), "",
+             f"lr {s['lr']}, {s['tokens']:,} tokens"
+             + (", clipsteer under bf16 autocast" if s.get("autocast_bf16") else "")
+             + (f", clipsteer's gradient clip {s['max_grad_norm']}" if s.get("max_grad_norm", 1.0) != 1.0 else ""), "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"
              + (f", GPU {m['gpu']} (every library trains on it)" if s.get("device", "cpu") != "cpu" else "") + "; load average "
              f"{m['load_average_start'][0]:.1f} → {m['load_average_end'][0]:.1f}. Versions: "
