@@ -2,16 +2,18 @@
 # Issue 15's GPU cells: every library trained on one CUDA GPU, on the d=768 store of peers.md §8 (a random-weight
 # ViT-B/32, seed 0, blocks.2.resid_post, the first 4,000 world:train images; last 100 images held out).
 #   1. ReLU d=768 ×16 at 1M tokens: clipsteer and dictionary_learning along λ frontiers (one process, paired steps),
-#      then overcomplete and saev (one process each, quality only).
+#      clipsteer again with its gradient clip at 0.02 (peers.md §15), then overcomplete and saev (one process each).
 #   2. TopK d=768 ×64, k 32, at 1M tokens: clipsteer, sparsify, dictionary_learning, overcomplete (one process).
 #   3. TopK ×64 throughput with clipsteer under bf16 autocast (sparsify's forward always is, on a GPU).
 #   4. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
-#   5. If time is left: TopK ×64 and ReLU ×16 at 4M tokens.
+#   5. If time is left: TopK ×64 at 4M tokens.
 # A peer that does not import is left out and the log says why.
 # PLAN "diagnose" runs instead: clipsteer's ReLU recipe with one setting changed at a time (peers.py's ABLATIONS)
 # along λ frontiers at 1M and 4M tokens, and a GPU profile of the TopK ×64 step beside sparsify's.
 # Each job has its own time limit and the script stops starting jobs after BUDGET seconds, so a cut run still
-# returns what finished. Needs torch with CUDA, transformers, tyro and the peers (pip install -e .[peers]).
+# returns what finished. Needs torch with CUDA, transformers, tyro and the peers (pip install -e .[peers]); clipsteer
+# must be installed, not only on PYTHONPATH, since its `world` dataset is registered as an entry point (session 8 wrote
+# a minimal clipsteer-0.1.0.dist-info with that entry_points.txt beside the carried wheels instead).
 #   bash benchmarks/peers_gpu.sh OUTDIR [BUDGET_SECONDS] [cells|diagnose]
 set -u
 out=${1:?usage: peers_gpu.sh OUTDIR [BUDGET_SECONDS]}
@@ -77,6 +79,8 @@ has() { [[ " ${*:2} " == *" $1 "* ]]; }
 sp=(); has sparsify "${topk_peers[@]}" && sp=(sparsify)
 dl=(); has dictionary_learning "${relu_peers[@]}" && dl=(dictionary_learning)
 peers relu16_1M 150 --arch relu --expansion 16 --tokens 1000000 --libraries clipsteer "${dl[@]}" "${relu_lambdas[@]}"
+peers relu16_1M_clip002 150 --arch relu --expansion 16 --tokens 1000000 --max-grad-norm 0.02 --libraries clipsteer \
+    "${relu_lambdas[@]}"
 peers topk64_1M 150 --arch topk --expansion 64 --k 32 --tokens 1000000 --libraries clipsteer "${topk_peers[@]}"
 for lib in overcomplete saev; do
     has $lib "${relu_peers[@]}" && peers relu16_1M_$lib 90 --arch relu --expansion 16 --tokens 1000000 --libraries $lib \
@@ -86,6 +90,4 @@ peers topk64_bf16 60 --arch topk --expansion 64 --k 32 --tokens 409600 --autocas
 job cli_train 90 python3 -m clipsteer.cli train --store "$store" --out "$work/cli_train" --architecture topk \
     --expansion-factor 16 --k 32 --trainer.total-tokens 1000000 --trainer.device cuda
 peers topk64_4M 200 --arch topk --expansion 64 --k 32 --tokens 4000000 --libraries clipsteer "${sp[@]}"
-peers relu16_4M 200 --arch relu --expansion 16 --tokens 4000000 --libraries clipsteer "${dl[@]}" \
-    --lambdas clipsteer=3e-4,1e-3,3e-3 dictionary_learning=0.1,0.3,1
 echo "== done at $((SECONDS - start))s" | tee -a "$log"
