@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from clipsteer.sae import ObjectiveConfig, SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig
+from clipsteer.sae import TensorSource
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peers import load_rows  # noqa: E402
+from peer_adapters import Setting  # noqa: E402
+from peers import build, load_rows  # noqa: E402
 
 
 def main() -> None:
@@ -37,18 +38,15 @@ def main() -> None:
     mean_norm = float(norms.mean())
     print(f"d={train.shape[1]}: mean centred token norm {mean_norm:.2f}, coefficient of variation "
           f"{float(norms.std() / norms.mean()):.3f}")
-    for loss, lam in [("paper", args.lam), ("mse", args.lam * mean_norm)]:
-        d = train.shape[1]
-        config = SAEConfig(d_in=d, d_sae=d * args.expansion, architecture="relu", normalization="layer_norm")
-        objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=loss)
-        trainer = Trainer([SAERecipe("probe", config, objective)], TensorSource(train[:16384]),
-                          TrainerConfig(lr_warmup_steps=0, progress=False, seed=0))
-        (updater,) = trainer._build_updaters()
-        trainer._initialise([updater])
-        stream = TensorSource(train).batches(args.batch, 0)
+    d = train.shape[1]
+    s = Setting("relu", d, d * args.expansion, 32, 4e-4, args.batch, 0)
+    # built as peers.py builds them: the default recipe (paper loss) and its ln_mse ablation (plain MSE)
+    for loss, name, lam in [("paper", "clipsteer", args.lam), ("mse", "clipsteer-ln_mse", args.lam * mean_norm)]:
+        updater = build(name, s, lam, train[:16384]).updater
+        stream = TensorSource(train).batches(args.batch, s.seed)
         rows = []
         for step in range(args.steps):
-            m = updater.step(next(stream), step, 4e-4, want_metrics=True)
+            m = updater.step(next(stream), step, s.lr, want_metrics=True)
             assert m is not None
             rows.append(f"{m['grad_norm']:.3f}/{m['reconstruction']:.4f}/{lam * m['l1']:.4f}")
         print(f"{loss:5s} λ={lam:.3g}  grad norm/reconstruction/λ·L1 per step: " + "  ".join(rows), flush=True)

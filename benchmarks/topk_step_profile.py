@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peer_adapters import Setting  # noqa: E402
-from peers import build, load_rows  # noqa: E402
+from peers import build, load_rows, synchronize  # noqa: E402
 
 GEMMS = ("aten::addmm", "aten::mm")
 
@@ -60,8 +60,7 @@ def main() -> None:
         with profile(activities=activities, record_shapes=args.shapes) as prof:
             for r in range(args.steps):
                 library.step(batches[args.warmup + r])
-            if on_gpu:
-                torch.cuda.synchronize()
+            synchronize(args.device)
         events = prof.key_averages()
         # on a GPU an op's row and its kernels' rows both carry the kernels' time: total the kernels only
         total = sum(getattr(e, key) for e in events if not on_gpu or e.device_type == DeviceType.CUDA)

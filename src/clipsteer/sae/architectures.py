@@ -40,7 +40,7 @@ class EncoderScale:
     not at ×32 (c 0.44: dead 0.361 vs 0.290) nor ×64 (c 0.38: dead 0.577 vs 0.422). A floor of 0.6 met all
     four cells measured (×16, ×32, ×64, d=768) but the toy's 600k-token SAEs trained with it did worse in
     suppression (typographic OCA 50.7 ± 8.1 vs 60.4 ± 7.7, 3 seeds) and lost 0.008 training EV; at the 4M-token
-    budget the experiments now use it tied on background and was lower on typography (66.5 ± 16.8 vs 77.0 ± 3.5),
+    budget the experiments now use, it tied on background and did worse on typography (66.5 ± 16.8 vs 77.0 ± 3.5),
     so it is not the default (§13). BatchTopK selects per batch, also independently of c, but was not measured and keeps
     least squares."""
 
