@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sparse_world import SparseWorld
 
 from clipsteer.sae import (
     ObjectiveConfig,
@@ -21,7 +22,6 @@ from clipsteer.sae.commands import apply_recipe, build_recipes
 from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.recipe import RECIPES
 from clipsteer.sae.trainer import fit_encoder_scale_
-from conftest import SparseWorld
 
 D = 32
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sparse_world import SparseWorld
 
 from clipsteer.sae import ObjectiveConfig, SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig
-from conftest import SparseWorld
 
 CASES = {
     # architecture: (k, objective) — the paper's objective (MSE_norm) throughout.

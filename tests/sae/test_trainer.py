@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sparse_world import SparseWorld
 
 from clipsteer.sae import (
     ObjectiveConfig,
@@ -23,7 +24,6 @@ from clipsteer.sae.checkpoint import CheckpointError, list_checkpoints
 from clipsteer.sae.schedules import cosine_with_warmup, linear_warmup
 from clipsteer.sae.trainer import RunDirectoryError
 from clipsteer.sae.updater import SAEUpdater
-from conftest import SparseWorld
 
 D = 32
 
