@@ -39,6 +39,11 @@ class Setting:
     autocast_bf16: bool = False
     """clipsteer only: run its matmuls under bf16 autocast (`TrainerConfig.autocast_bf16`), as sparsify's
     forward always does on a GPU that supports bf16."""
+    dead_feature_window: int | None = None
+    """clipsteer only: steps without firing before a feature counts as dead for AuxK / ghost grads
+    (`TrainerConfig.dead_feature_window`; None: the recipe's default)."""
+    adam_beta2: float | None = None
+    """clipsteer only: Adam's second-moment decay (`TrainerConfig.adam_betas[1]`; None: the recipe's default)."""
 
 
 class Library:

@@ -104,7 +104,9 @@ class Clipsteer(Library):
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
                                encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
-                               max_grad_norm=s.max_grad_norm)
+                               max_grad_norm=s.max_grad_norm,
+                               **({} if s.dead_feature_window is None else {"dead_feature_window": s.dead_feature_window}),
+                               **({} if s.adam_beta2 is None else {"adam_betas": (TrainerConfig().adam_betas[0], s.adam_beta2)}))
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
@@ -290,7 +292,9 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
            "--max-train-rows", str(args.batch * 4), "--device", args.device, "--max-grad-norm", str(args.max_grad_norm),
-           "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else [])
+           "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else []) \
+        + ([] if args.dead_feature_window is None else ["--dead-feature-window", str(args.dead_feature_window)]) \
+        + ([] if args.adam_beta2 is None else ["--adam-beta2", str(args.adam_beta2)])
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -325,6 +329,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="clipsteer's gradient-norm clip (its default 1.0; 0: none)")
     parser.add_argument("--autocast-bf16", action="store_true",
                         help="clipsteer's matmuls under bf16 autocast (sparsify's forward always is, on a GPU)")
+    parser.add_argument("--dead-feature-window", type=int, default=None,
+                        help="clipsteer's dead-feature window in steps (AuxK / ghost grads; default: the recipe's)")
+    parser.add_argument("--adam-beta2", type=float, default=None,
+                        help="clipsteer's Adam second-moment decay (default: the recipe's, 0.999)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
@@ -335,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
-                args.device, args.max_grad_norm or None, args.autocast_bf16)
+                args.device, args.max_grad_norm or None, args.autocast_bf16, args.dead_feature_window,
+                args.adam_beta2)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
@@ -405,7 +414,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"## {s['arch']} d={s['d']} width={s['width']} (×{s['width'] // s['d']}), batch {s['batch']}, "
              f"lr {s['lr']}, {s['tokens']:,} tokens"
              + (", clipsteer under bf16 autocast" if s.get("autocast_bf16") else "")
-             + (f", clipsteer's gradient clip {s['max_grad_norm']}" if s.get("max_grad_norm", 1.0) != 1.0 else ""), "",
+             + (f", clipsteer's gradient clip {s['max_grad_norm']}" if s.get("max_grad_norm", 1.0) != 1.0 else "")
+             + (f", clipsteer's dead-feature window {s['dead_feature_window']} steps"
+                if s.get("dead_feature_window") is not None else "")
+             + (f", clipsteer's Adam β2 {s['adam_beta2']}" if s.get("adam_beta2") is not None else ""), "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"
              + (f", GPU {m['gpu']} (every library trains on it)" if s.get("device", "cpu") != "cpu" else "") + "; load average "
              f"{m['load_average_start'][0]:.1f} → {m['load_average_end'][0]:.1f}. Versions: "
