@@ -14,9 +14,7 @@ class SparseWorld:
     data: torch.Tensor  # [n, d]: each row a non-negative combination of `active` atoms
 
 
-def sparse_world(
-    d: int = 32, n_atoms: int = 64, active: int = 5, n: int = 16384, seed: int = 1
-) -> SparseWorld:
+def sparse_world(d: int = 32, n_atoms: int = 64, active: int = 5, n: int = 16384, seed: int = 1) -> SparseWorld:
     g = torch.Generator().manual_seed(seed)
     atoms = torch.randn(n_atoms, d, generator=g)
     atoms /= atoms.norm(dim=1, keepdim=True)
