@@ -39,7 +39,7 @@ def main() -> None:
     print(f"d={train.shape[1]}: mean centred token norm {mean_norm:.2f}, coefficient of variation "
           f"{float(norms.std() / norms.mean()):.3f}")
     d = train.shape[1]
-    s = Setting("relu", d, d * args.expansion, 32, 4e-4, args.batch, 0)
+    s = Setting("relu", d, d * args.expansion, 32, 4e-4, args.batch, 0, max_grad_norm=1.0)   # the paper's clip, as measured
     # built as peers.py builds them: the default recipe (paper loss) and its ln_mse ablation (plain MSE)
     for loss, name, lam in [("paper", "clipsteer", args.lam), ("mse", "clipsteer-ln_mse", args.lam * mean_norm)]:
         updater = build(name, s, lam, train[:16384]).updater

@@ -34,8 +34,8 @@ class Setting:
     """clipsteer TopK only: start from W_enc = c·W_decᵀ with this c instead of the recipe's fit."""
     device: str = "cpu"
     """Where every library's parameters and batches live ("cpu", "cuda")."""
-    max_grad_norm: float | None = 1.0
-    """clipsteer only: its gradient-norm clip (`TrainerConfig.max_grad_norm`; None: no clipping)."""
+    max_grad_norm: float | None = None
+    """clipsteer only: its gradient-norm clip (`TrainerConfig.max_grad_norm`; None: the recipe's, 0: none)."""
     autocast_bf16: bool = False
     """clipsteer only: run its matmuls under bf16 autocast (`TrainerConfig.autocast_bf16`), as sparsify's
     forward always does on a GPU that supports bf16."""

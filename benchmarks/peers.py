@@ -47,7 +47,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from torch import Tensor
 from clipsteer.activations.store import ActivationStore
 from clipsteer.atomic import atomic_write_json
 from clipsteer.sae import ObjectiveConfig, SAEConfig, SAERecipe, TensorSource, Trainer, TrainerConfig
-from clipsteer.sae.recipe import RECIPES, RecipePreset
+from clipsteer.sae.recipe import RECIPES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peer_adapters import DEFAULT_LAMBDA, FACTORIES, Library, Setting  # noqa: E402
@@ -85,9 +85,9 @@ def load_rows(store_dir: str, held_out_images: int, max_train_rows: int | None) 
 # ----------------------------------------------------------------------------------------- adapters
 # clipsteer with one setting of the default recipe changed, for ablations (`--libraries clipsteer-ln_mse ...`)
 ABLATIONS = {
-    "ln_mse": RecipePreset(normalization="layer_norm", reconstruction="mse", encoder_init="fitted_scale"),
-    "raw_paper": RecipePreset(normalization="none", reconstruction="paper", encoder_init="fitted_scale"),
-    "raw_mse": RecipePreset(normalization="none", reconstruction="mse", encoder_init="fitted_scale"),
+    "ln_mse": replace(RECIPES["default"], reconstruction="mse"),
+    "raw_paper": replace(RECIPES["default"], normalization="none"),
+    "raw_mse": replace(RECIPES["default"], normalization="none", reconstruction="mse"),
 }
 
 
@@ -104,7 +104,7 @@ class Clipsteer(Library):
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
                                encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
-                               max_grad_norm=s.max_grad_norm,
+                               max_grad_norm=preset.max_grad_norm if s.max_grad_norm is None else s.max_grad_norm or None,
                                **({} if s.dead_feature_window is None else {"dead_feature_window": s.dead_feature_window}),
                                **({} if s.adam_beta2 is None else {"adam_betas": (TrainerConfig().adam_betas[0], s.adam_beta2)}))
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
@@ -291,8 +291,8 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
     the CPU, allocated device memory on a GPU."""
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
-           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--max-grad-norm", str(args.max_grad_norm),
-           "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else []) \
+           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else []) \
+        + ([] if args.max_grad_norm is None else ["--max-grad-norm", str(args.max_grad_norm)]) \
         + ([] if args.dead_feature_window is None else ["--dead-feature-window", str(args.dead_feature_window)]) \
         + ([] if args.adam_beta2 is None else ["--adam-beta2", str(args.adam_beta2)])
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -325,8 +325,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="ReLU: LIBRARY=λ1,λ2 (each library's own units); default: each library's default λ")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where every library trains: cpu or cuda")
-    parser.add_argument("--max-grad-norm", type=float, default=1.0,
-                        help="clipsteer's gradient-norm clip (its default 1.0; 0: none)")
+    parser.add_argument("--max-grad-norm", type=float, default=None,
+                        help="clipsteer's gradient-norm clip (default: each recipe's, 0.02 or the paper's 1.0; 0: none)")
     parser.add_argument("--autocast-bf16", action="store_true",
                         help="clipsteer's matmuls under bf16 autocast (sparsify's forward always is, on a GPU)")
     parser.add_argument("--dead-feature-window", type=int, default=None,
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
-                args.device, args.max_grad_norm or None, args.autocast_bf16, args.dead_feature_window,
+                args.device, args.max_grad_norm, args.autocast_bf16, args.dead_feature_window,
                 args.adam_beta2)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
@@ -414,7 +414,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"## {s['arch']} d={s['d']} width={s['width']} (×{s['width'] // s['d']}), batch {s['batch']}, "
              f"lr {s['lr']}, {s['tokens']:,} tokens"
              + (", clipsteer under bf16 autocast" if s.get("autocast_bf16") else "")
-             + (f", clipsteer's gradient clip {s['max_grad_norm']}" if s.get("max_grad_norm", 1.0) != 1.0 else "")
+             + (f", clipsteer's gradient clip {s['max_grad_norm'] or 'off'}" if s.get("max_grad_norm") is not None else "")
              + (f", clipsteer's dead-feature window {s['dead_feature_window']} steps"
                 if s.get("dead_feature_window") is not None else "")
              + (f", clipsteer's Adam β2 {s['adam_beta2']}" if s.get("adam_beta2") is not None else ""), "",

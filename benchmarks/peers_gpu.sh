@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15's GPU cells: every library trained on one CUDA GPU, on the d=768 store of peers.md §8 (a random-weight
 # ViT-B/32, seed 0, blocks.2.resid_post, the first 4,000 world:train images; last 100 images held out).
-#   1. ReLU d=768 ×16 at 1M tokens: clipsteer and dictionary_learning along λ frontiers (one process, paired steps),
-#      clipsteer again with its gradient clip at 0.02 (peers.md §15), then overcomplete and saev (one process each).
+#   1. ReLU d=768 ×16 at 1M tokens: clipsteer (its default clip 0.02 since peers.md §16) and dictionary_learning
+#      along λ frontiers (one process, paired steps), then overcomplete and saev (one process each).
 #   2. TopK d=768 ×64, k 32, at 1M tokens: clipsteer, sparsify, dictionary_learning, overcomplete (one process).
 #   3. TopK ×64 throughput with clipsteer under bf16 autocast (sparsify's forward always is, on a GPU).
 #   4. clipsteer's own CLI training on the GPU from the store (the CUDA path users take), TopK ×16 at 1M tokens.
@@ -79,8 +79,6 @@ has() { [[ " ${*:2} " == *" $1 "* ]]; }
 sp=(); has sparsify "${topk_peers[@]}" && sp=(sparsify)
 dl=(); has dictionary_learning "${relu_peers[@]}" && dl=(dictionary_learning)
 peers relu16_1M 150 --arch relu --expansion 16 --tokens 1000000 --libraries clipsteer "${dl[@]}" "${relu_lambdas[@]}"
-peers relu16_1M_clip002 150 --arch relu --expansion 16 --tokens 1000000 --max-grad-norm 0.02 --libraries clipsteer \
-    "${relu_lambdas[@]}"
 peers topk64_1M 150 --arch topk --expansion 64 --k 32 --tokens 1000000 --libraries clipsteer "${topk_peers[@]}"
 for lib in overcomplete saev; do
     has $lib "${relu_peers[@]}" && peers relu16_1M_$lib 90 --arch relu --expansion 16 --tokens 1000000 --libraries $lib \

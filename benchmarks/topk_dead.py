@@ -75,7 +75,7 @@ def main() -> None:
     torch.set_num_threads(1)
     steps, evals, variants = int(sys.argv[1]), {int(v) for v in sys.argv[2].split(",")}, sys.argv[3].split(",")
     train, held = load_rows(STORE, 100, 4096 * (steps + 8))
-    s = Setting("topk", train.shape[1], 16 * train.shape[1], 32, 4e-4, 4096, 0)
+    s = Setting("topk", train.shape[1], 16 * train.shape[1], 32, 4e-4, 4096, 0, max_grad_norm=1.0)  # as topk_dead.txt ran
     libs = [make(v, s, train[:16384]) for v in variants]
     stream = TensorSource(train).batches(s.batch, s.seed)
     print("load", os.getloadavg(), flush=True)

@@ -106,15 +106,20 @@ def test_topk_scale_matches_norms_up_to_the_transpose(world: SparseWorld, k: int
 def test_paper_recipe_restores_the_papers_settings() -> None:
     paper = apply_recipe(TrainConfig(store=Path("s"), recipe="paper"))
     assert paper.normalization == "layer_norm" and paper.objective.reconstruction == "paper"
-    assert paper.trainer.encoder_init == "decoder_transpose"
+    assert paper.trainer.encoder_init == "decoder_transpose" and paper.trainer.max_grad_norm == 1.0
     assert paper.objective.sparsity_coefficient == 1e-4 and paper.trainer.lr == 4e-4
     assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.tokens_per_batch == 4096
     default = apply_recipe(TrainConfig(store=Path("s")))
-    assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init) == (
-        RECIPES["default"].normalization, RECIPES["default"].reconstruction, RECIPES["default"].encoder_init)
+    preset = RECIPES["default"]
+    assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init,
+            default.trainer.max_grad_norm) == (preset.normalization, preset.reconstruction, preset.encoder_init,
+                                               preset.max_grad_norm)
+    assert TrainConfig(store=Path("s")).trainer.max_grad_norm == preset.max_grad_norm  # TrainerConfig's default
     # explicit choices win over the recipe
     mixed = apply_recipe(TrainConfig(store=Path("s"), recipe="paper", normalization="none",
-                                     objective=replace(ObjectiveConfig(), reconstruction="mse")))
+                                     objective=replace(ObjectiveConfig(), reconstruction="mse"),
+                                     trainer=TrainerConfig(max_grad_norm=None)))
     assert mixed.normalization == "none" and mixed.objective.reconstruction == "mse"
+    assert mixed.trainer.max_grad_norm is None
     (built,) = build_recipes(TrainConfig(store=Path("s"), recipe="paper"), d_in=D)
     assert built.sae.normalization == "layer_norm" and built.objective.reconstruction == "paper"

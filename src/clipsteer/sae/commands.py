@@ -52,6 +52,8 @@ def apply_recipe(config: TrainConfig) -> TrainConfig:
         objective = replace(objective, reconstruction=preset.reconstruction)
     if trainer.encoder_init == default.encoder_init:
         trainer = replace(trainer, encoder_init=preset.encoder_init)
+    if trainer.max_grad_norm == default.max_grad_norm:
+        trainer = replace(trainer, max_grad_norm=preset.max_grad_norm)
     return replace(config, normalization=config.normalization or preset.normalization, objective=objective,
                    trainer=trainer)
 
