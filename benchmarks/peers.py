@@ -102,11 +102,12 @@ class Clipsteer(Library):
         sae_config = SAEConfig(d_in=s.d, d_sae=s.width, architecture=s.arch, k=s.k if s.arch == "topk" else None,
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
+        overrides = {"dead_feature_window": s.dead_feature_window,  # None: the recipe's
+                     "adam_betas": None if s.adam_beta2 is None else (TrainerConfig().adam_betas[0], s.adam_beta2)}
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
                                encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
                                max_grad_norm=preset.max_grad_norm if s.max_grad_norm is None else s.max_grad_norm or None,
-                               **({} if s.dead_feature_window is None else {"dead_feature_window": s.dead_feature_window}),
-                               **({} if s.adam_beta2 is None else {"adam_betas": (TrainerConfig().adam_betas[0], s.adam_beta2)}))
+                               **{key: value for key, value in overrides.items() if value is not None})
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
         trainer._initialise([self.updater])
@@ -291,10 +292,11 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
     the CPU, allocated device memory on a GPU."""
     cmd = [sys.executable, __file__, "--store", args.store, "--arch", args.arch, "--expansion", str(args.expansion),
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
-           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"] + (["--autocast-bf16"] if args.autocast_bf16 else []) \
-        + ([] if args.max_grad_norm is None else ["--max-grad-norm", str(args.max_grad_norm)]) \
-        + ([] if args.dead_feature_window is None else ["--dead-feature-window", str(args.dead_feature_window)]) \
-        + ([] if args.adam_beta2 is None else ["--adam-beta2", str(args.adam_beta2)])
+           "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"]
+    clipsteer_settings = {"--max-grad-norm": args.max_grad_norm, "--dead-feature-window": args.dead_feature_window,
+                          "--adam-beta2": args.adam_beta2}
+    cmd += [part for flag, value in clipsteer_settings.items() if value is not None for part in (flag, str(value))]
+    cmd += ["--autocast-bf16"] if args.autocast_bf16 else []
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
