@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where every library trains: cpu or cuda")
     parser.add_argument("--max-grad-norm", type=float, default=None,
-                        help="clipsteer's gradient-norm clip (default: each recipe's, 0.02 or the paper's 1.0; 0: none)")
+                        help="clipsteer's gradient-norm clip (default: the recipe's — relu 0.02, others 1.0 — or the paper's 1.0; 0: none)")
     parser.add_argument("--autocast-bf16", action="store_true",
                         help="clipsteer's matmuls under bf16 autocast (sparsify's forward always is, on a GPU)")
     parser.add_argument("--dead-feature-window", type=int, default=None,

@@ -22,6 +22,7 @@ from clipsteer.sae.commands import apply_recipe, build_recipes
 from clipsteer.sae.configs import TrainConfig
 from clipsteer.sae.recipe import RECIPES
 from clipsteer.sae.trainer import fit_encoder_scale_
+from clipsteer.sae.updater import SAEUpdater
 
 D = 32
 
@@ -123,3 +124,20 @@ def test_paper_recipe_restores_the_papers_settings() -> None:
     assert mixed.trainer.max_grad_norm is None
     (built,) = build_recipes(TrainConfig(store=Path("s"), recipe="paper"), d_in=D)
     assert built.sae.normalization == "layer_norm" and built.objective.reconstruction == "paper"
+
+
+@pytest.mark.parametrize(("architecture", "max_grad_norm", "expected"), [
+    ("relu", "per_architecture", 0.02), ("topk", "per_architecture", 1.0), ("jumprelu", "per_architecture", 1.0),
+    ("relu", 1.0, 1.0), ("topk", 0.5, 0.5), ("relu", None, None)])
+def test_gradient_clip_per_architecture(architecture: str, max_grad_norm: float | str | None,
+                                        expected: float | None) -> None:
+    config = SAEConfig(d_in=D, d_sae=4 * D, architecture=architecture, k=4 if architecture == "topk" else None)
+    updater = SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), TrainerConfig(max_grad_norm=max_grad_norm))
+    assert updater.max_grad_norm == expected
+
+
+def test_gradient_clip_rejects_a_bad_value() -> None:
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        TrainerConfig(max_grad_norm="per_sae")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        TrainerConfig(max_grad_norm=0.0)

@@ -8,10 +8,8 @@ with two exceptions, each measured (benchmarks/results/peers.md):
 - the encoder's initial scale (`encoder_init="fitted_scale"`): the paper's W_enc = W_decᵀ makes a ReLU
   SAE's first reconstructions ≈ d_sae/(2·d_in) times too large (held-out EV −54 at ×16 on the toy CLIP),
   and the first ~100k tokens are spent undoing that;
-- the gradient clip (`max_grad_norm` 0.02 instead of 1.0): under the paper's loss a ReLU SAE's gradient
-  norm is 0.06–0.27, so the paper's clip never binds, and at d=768 the L1 frontier ended 0.02 EV below
-  dictionary_learning's at 1M tokens; a clip that binds at every step hands Adam gradients of one size
-  and closes it (§15–16). TopK's gradients are smaller still (at d=768 the 0.02 clip never binds).
+- the gradient clip of ReLU SAEs (`max_grad_norm="per_architecture"`: 0.02 for relu, the paper's 1.0 for
+  the others; `architectures.ArchSpec.gradient_clip` says why).
 
 `RECIPES` names the settings that differ: `RECIPES["paper"]` is the paper's recipe exactly
 (`clipsteer train --recipe paper`), `RECIPES["default"]` clipsteer's.
@@ -74,12 +72,12 @@ class RecipePreset:
     normalization: Normalization
     reconstruction: Literal["paper", "mse"]
     encoder_init: EncoderInit
-    max_grad_norm: float | None
+    max_grad_norm: float | Literal["per_architecture"] | None
 
 
 RECIPES: dict[str, RecipePreset] = {
     "default": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="fitted_scale",
-                            max_grad_norm=0.02),
+                            max_grad_norm="per_architecture"),
     "paper": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="decoder_transpose",
                           max_grad_norm=1.0),
 }
@@ -113,9 +111,9 @@ class TrainerConfig:
     """Cosine decay ends at lr · lr_end_factor (the paper: lr/10)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam (β1, β2)."""
-    max_grad_norm: float | None = 0.02
-    """Gradient clipping by global norm per SAE (None: off). The paper clips at 1.0 (`--recipe paper`); see the
-    module docstring for why the default is 0.02."""
+    max_grad_norm: float | Literal["per_architecture"] | None = "per_architecture"
+    """Gradient clipping by global norm per SAE (None: off). `per_architecture`: the architecture's
+    `gradient_clip` (relu 0.02, others 1.0); the paper clips every SAE at 1.0 (`--recipe paper`)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
@@ -159,8 +157,10 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig: lr={self.lr} must be > 0 and lr_end_factor={self.lr_end_factor} in (0, 1]")
         if self.lr_warmup_steps < 0 or self.dead_feature_window < 0:
             raise ValueError("TrainerConfig: lr_warmup_steps and dead_feature_window must be >= 0")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError("TrainerConfig.max_grad_norm must be positive or None")
+        clip = self.max_grad_norm
+        if clip is not None and clip != "per_architecture" and not (isinstance(clip, int | float) and clip > 0):
+            raise ValueError(f"TrainerConfig.max_grad_norm={clip!r}: expected a positive number, 'per_architecture' "
+                             "or None (no clipping)")
 
     @property
     def total_steps(self) -> int:

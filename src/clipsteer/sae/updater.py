@@ -70,6 +70,12 @@ class SAEUpdater:
     def name(self) -> str:
         return self.recipe.name
 
+    @property
+    def max_grad_norm(self) -> float | None:
+        """The gradient-norm clip this SAE trains with (None: none)."""
+        clip = self.config.max_grad_norm
+        return self.sae.spec.gradient_clip if clip == "per_architecture" else clip
+
     def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
         """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
         sae, objective, config = self.sae, self.recipe.objective, self.config
@@ -96,8 +102,8 @@ class SAEUpdater:
         self._average_gradients()
         sae.remove_parallel_decoder_grad_()
         grad_norm = math.nan
-        if config.max_grad_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), config.max_grad_norm))
+        if self.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), self.max_grad_norm))
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
