@@ -75,7 +75,7 @@ class ArchSpec:
     (`sae/fused_relu.py`, plain ReLU only); other variants take the generic path."""
     encoder_scale: EncoderScale = EncoderScale()
     """How `encoder_init="fitted_scale"` picks the encoder's initial scale (see `EncoderScale`)."""
-    gradient_clip: float = 1.0
+    max_grad_norm: float = 1.0
     """The gradient-norm clip of clipsteer's default recipe (`TrainerConfig.max_grad_norm="per_architecture"`).
     ReLU: 0.02. Under the paper's loss its L1 term keeps the gradient norm at 0.06–0.27, so the paper's 1.0 never
     binds, and at d=768 ×16 the λ frontier ended 0.022 EV below dictionary_learning's after 1M tokens; with 0.02
@@ -122,7 +122,7 @@ def _batchtopk(pre: Tensor, sae: SparseAutoencoder, bandwidth: float | None) -> 
 ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("relu", _relu, uses_k=False, exact_k_per_token=False, penalty="l1", dead_feature_loss="ghost_grads",
              threshold=None, saelens_architecture="standard", prisma_activation="relu", fused_training=True,
-             gradient_clip=0.02),
+             max_grad_norm=0.02),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
              threshold=None, saelens_architecture="topk", prisma_activation="topk",
              encoder_scale=EncoderScale("norm", high=1.0)),

@@ -9,7 +9,7 @@ with two exceptions, each measured (benchmarks/results/peers.md):
   SAE's first reconstructions ≈ d_sae/(2·d_in) times too large (held-out EV −54 at ×16 on the toy CLIP),
   and the first ~100k tokens are spent undoing that;
 - the gradient clip of ReLU SAEs (`max_grad_norm="per_architecture"`: 0.02 for relu, the paper's 1.0 for
-  the others; `architectures.ArchSpec.gradient_clip` says why).
+  the others; `architectures.ArchSpec.max_grad_norm` says why).
 
 `RECIPES` names the settings that differ: `RECIPES["paper"]` is the paper's recipe exactly
 (`clipsteer train --recipe paper`), `RECIPES["default"]` clipsteer's.
@@ -113,7 +113,7 @@ class TrainerConfig:
     """Adam (β1, β2)."""
     max_grad_norm: float | Literal["per_architecture"] | None = "per_architecture"
     """Gradient clipping by global norm per SAE (None: off). `per_architecture`: the architecture's
-    `gradient_clip` (relu 0.02, others 1.0); the paper clips every SAE at 1.0 (`--recipe paper`)."""
+    `max_grad_norm` (relu 0.02, others 1.0); the paper clips every SAE at 1.0 (`--recipe paper`)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"

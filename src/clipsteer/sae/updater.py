@@ -74,7 +74,7 @@ class SAEUpdater:
     def max_grad_norm(self) -> float | None:
         """The gradient-norm clip this SAE trains with (None: none)."""
         clip = self.config.max_grad_norm
-        return self.sae.spec.gradient_clip if clip == "per_architecture" else clip
+        return self.sae.spec.max_grad_norm if clip == "per_architecture" else clip
 
     def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
         """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
