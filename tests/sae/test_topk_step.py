@@ -153,3 +153,14 @@ def test_mean_reconstruction_loss_equals_the_elementwise_mean(kind: str) -> None
     (grad_got,) = torch.autograd.grad(3 * got, recon)  # a non-unit upstream gradient is passed on
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(grad_got, 3 * grad_want)
+
+
+def test_reconstruction_loss_matches_its_formula() -> None:
+    """paper: squared error over each token's norm of the batch-centred input (a norm, not its square); mse: plain."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(N, D_IN, generator=g, dtype=torch.float64) * torch.linspace(0.1, 10, N, dtype=torch.float64)[:, None]
+    recon = x + torch.randn(N, D_IN, generator=g, dtype=torch.float64)
+    sq = (recon - x).pow(2)
+    norms = (x - x.mean(0)).norm(dim=-1)
+    torch.testing.assert_close(reconstruction_loss(recon, x, "paper"), sq / norms[:, None])
+    torch.testing.assert_close(reconstruction_loss(recon, x, "mse"), sq)

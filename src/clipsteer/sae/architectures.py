@@ -77,8 +77,8 @@ class ArchSpec:
     """How `encoder_init="fitted_scale"` picks the encoder's initial scale (see `EncoderScale`)."""
     max_grad_norm: float = 1.0
     """The gradient-norm clip of clipsteer's default recipe (`TrainerConfig.max_grad_norm="per_architecture"`).
-    ReLU: 0.02. Under the paper's loss its L1 term keeps the gradient norm at 0.06–0.27, so the paper's 1.0 never
-    binds, and at d=768 ×16 the λ frontier ended 0.022 EV below dictionary_learning's after 1M tokens; with 0.02
+    ReLU: 0.02. Under the paper's loss its gradient norm over the first steps measured 0.06–0.27 (d=128 and d=768,
+    benchmarks/grad_norm_probe.py), far below the paper's 1.0, and at d=768 ×16 the λ frontier ended 0.022 EV below dictionary_learning's after 1M tokens; with 0.02
     (binding at every step: Adam sees gradients of one size) it ended 0.002–0.007 above from L0 80 to 1489
     (benchmarks/results/peers.md §15–16). The others keep the paper's 1.0: TopK's gradient norm falls below 0.02
     within ~100 steps (at d=768 the 0.02 clip never binds), and on the toy, TopK SAEs trained with it did worse in
