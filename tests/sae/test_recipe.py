@@ -104,6 +104,25 @@ def test_topk_scale_matches_norms_up_to_the_transpose(world: SparseWorld, k: int
     torch.testing.assert_close(a.values, c * b.values, rtol=1e-5, atol=1e-6)
 
 
+def test_wider_topk_saes_get_a_larger_encoder_scale(world: SparseWorld) -> None:
+    """Above ×16 the norm-matched c is multiplied by √(E / 16) before the cap: at ×64, 2c."""
+    rule = initialised(world, "topk", "fitted_scale").spec.encoder_scale
+    assert rule.wide_from == 16
+    assert rule.widen(0.4, 8) == 0.4 and rule.widen(0.4, 16) == 0.4
+    assert rule.widen(0.4, 64) == pytest.approx(0.8) and rule.widen(0.7, 64) == 1.0
+    x = world.data[:1024]
+    for d_sae, factor in ((16 * D, 1.0), (64 * D, 2.0)):
+        plain = initialised(world, "topk", "decoder_transpose", d_sae=d_sae, k=16)
+        fitted = initialised(world, "topk", "fitted_scale", d_sae=d_sae, k=16)
+        plain.train()
+        with torch.no_grad():
+            target = plain.normalize_input(x)[0] - plain.b_dec
+            asked = float(target.norm() / (plain.trace(x).recon_norm - plain.b_dec).norm())
+        assert factor * asked < rule.high  # the widening, not the cap, sets c here
+        c = float(fitted.W_enc.detach().norm() / plain.W_enc.detach().norm())
+        assert c == pytest.approx(factor * asked, rel=0.05)
+
+
 def test_paper_recipe_restores_the_papers_settings() -> None:
     paper = apply_recipe(TrainConfig(store=Path("s"), recipe="paper"))
     assert paper.normalization == "layer_norm" and paper.objective.reconstruction == "paper"

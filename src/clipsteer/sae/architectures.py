@@ -29,26 +29,37 @@ batch's threshold estimate [] for batch-level selection or None)."""
 class EncoderScale:
     """The encoder's initial scale c under `encoder_init="fitted_scale"` (x̂̃ − b_dec scales by c): with
     t = x̃ − b_dec and p the reconstruction of W_enc = W_decᵀ on the init sample, `least_squares` fits
-    c = argmin ‖t − c·p‖², `norm` makes ‖c·p‖ = ‖t‖; the fit is then capped at `high`.
+    c = argmin ‖t − c·p‖², `norm` makes ‖c·p‖ = ‖t‖; SAEs wider than `wide_from` get c × √(E / wide_from)
+    (E = d_sae / d_in); the result is capped at `high`.
 
     For TopK the selection does not depend on c, and p is poorly aligned with t at init (cos ≈ 0.5–0.8), so
     least squares shrinks the reconstruction well below the input's size; Adam's first steps then push the
     selected features up and never-selected ones (no gradient under TopK) stay unused. A larger c keeps more
-    features alive and costs early EV. TopK matches norms, at most the paper's W_enc = W_decᵀ (c ≤ 1). Against
-    sparsify (same batches, k 32, 4M tokens at d=128, 1M at d=768; benchmarks/results/peers.md §5, §11–13) this
-    meets EV (≥ sparsify − 0.005) and dead fraction (≤ sparsify) at d=128 ×16 (c 0.50) and d=768 ×16 (the cap),
-    not at ×32 (c 0.44: dead 0.361 vs 0.290) nor ×64 (c 0.38: dead 0.577 vs 0.422). A floor of 0.6 met all
-    four cells measured (×16, ×32, ×64, d=768) but the toy's 600k-token SAEs trained with it did worse in
-    suppression (typographic OCA 50.7 ± 8.1 vs 60.4 ± 7.7, 3 seeds) and lost 0.008 training EV; at the 4M-token
-    budget the experiments now use, it tied on background and did worse on typography (66.5 ± 16.8 vs 77.0 ± 3.5),
-    so it is not the default (§13). BatchTopK selects per batch, also independently of c, but was not measured and keeps
-    least squares."""
+    features alive and costs early EV. TopK matches norms, widened above ×16, at most the paper's W_enc = W_decᵀ
+    (c ≤ 1). The norm fit shrinks as the SAE widens (the top k of more random projections are larger: 0.50,
+    0.44, 0.38 at d=128 ×16, ×32, ×64) while the dead fraction grows, so the widening is a measured rule, not a
+    derived one: against sparsify (same batches, k 32, 4M tokens at d=128, 1M at d=768; benchmarks/results/
+    peers.md §5, §11–13, §17) it meets EV (≥ sparsify − 0.005) and dead fraction (≤ sparsify) at d=128 ×16
+    (c 0.50), ×32 (c 0.62: 0.9833 / 0.220 dead vs 0.9833 / 0.290) and ×64 (c 0.77: 0.9816 / 0.260 vs
+    0.9828 / 0.422), and at d=768 ×16 and ×64 the cap binds. ×16 is where the widening starts because the toy's
+    suppression experiments train ×16 SAEs and did worse with a larger c there (a floor of 0.6: typographic OCA
+    66.5 ± 16.8 vs 77.0 ± 3.5 over 3 seeds, §13). BatchTopK selects per batch, also independently of c, but was
+    not measured and keeps least squares."""
 
     fit: Literal["least_squares", "norm"] = "least_squares"
     high: float = math.inf
+    wide_from: float | None = None
+    """SAEs wider than this expansion factor E get c × √(E / wide_from) before the cap (None: no widening)."""
 
     def __post_init__(self) -> None:
         assert self.high > 0, f"the encoder scale's cap must be positive, got {self}"
+        assert self.wide_from is None or self.wide_from > 0, f"wide_from must be positive, got {self}"
+
+    def widen(self, scale: float, expansion_factor: float) -> float:
+        """The fitted c adjusted for the SAE's width and capped."""
+        if self.wide_from is not None and expansion_factor > self.wide_from:
+            scale *= math.sqrt(expansion_factor / self.wide_from)
+        return min(scale, self.high)
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
              max_grad_norm=0.02),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
              threshold=None, saelens_architecture="topk", prisma_activation="topk",
-             encoder_scale=EncoderScale("norm", high=1.0)),
+             encoder_scale=EncoderScale("norm", high=1.0, wide_from=16)),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
              threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
     ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",

@@ -118,8 +118,8 @@ class TrainerConfig:
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
     """`decoder_transpose`: W_enc = W_decᵀ (the paper). `fitted_scale`: then scaled by the factor that makes
-    the initial reconstruction of the init sample least-squares closest to it, or as large as it, capped
-    (TopK; `architectures.EncoderScale`, `fit_encoder_scale_`)."""
+    the initial reconstruction of the init sample least-squares closest to it, or as large as it, widened above
+    ×16 and capped (TopK; `architectures.EncoderScale`, `fit_encoder_scale_`)."""
     init_samples: int = 16384
     """Rows read from the start of the stream for b_dec initialisation and the constant-scale estimate."""
     dead_feature_window: int = 5000

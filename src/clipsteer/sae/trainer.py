@@ -297,7 +297,7 @@ def fit_encoder_scale_(sae: SparseAutoencoder, sample: Tensor) -> float:
         scale = float((target * produced).sum() / produced.pow(2).sum().clamp_min(1e-12))
     if not math.isfinite(scale) or scale <= 0:
         return 1.0  # nothing fires, or the fit is degenerate: keep the plain transpose
-    scale = min(scale, rule.high)
+    scale = rule.widen(scale, sae.config.expansion_factor)
     sae.W_enc.mul_(scale)
     if sae.spec.threshold == "per_feature":  # thresholds live in pre-activation units
         sae.log_threshold.add_(math.log(scale))
