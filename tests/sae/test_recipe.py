@@ -160,3 +160,5 @@ def test_gradient_clip_rejects_a_bad_value() -> None:
         TrainerConfig(max_grad_norm="per_sae")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_grad_norm"):
         TrainerConfig(max_grad_norm=0.0)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        TrainerConfig(max_grad_norm=True)  # a bool is an int to Python, not a clip

@@ -158,7 +158,8 @@ class TrainerConfig:
         if self.lr_warmup_steps < 0 or self.dead_feature_window < 0:
             raise ValueError("TrainerConfig: lr_warmup_steps and dead_feature_window must be >= 0")
         clip = self.max_grad_norm
-        if clip is not None and clip != "per_architecture" and not (isinstance(clip, int | float) and clip > 0):
+        is_number = isinstance(clip, int | float) and not isinstance(clip, bool)  # True is an int to Python
+        if clip is not None and clip != "per_architecture" and not (is_number and clip > 0):
             raise ValueError(f"TrainerConfig.max_grad_norm={clip!r}: expected a positive number, 'per_architecture' "
                              "or None (no clipping)")
 
