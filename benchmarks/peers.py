@@ -101,7 +101,8 @@ class Clipsteer(Library):
         preset = (RECIPES | ABLATIONS)[recipe]
         sae_config = SAEConfig(d_in=s.d, d_sae=s.width, architecture=s.arch, k=s.k if s.arch == "topk" else None,
                                normalization=preset.normalization)
-        objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction)
+        objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction,
+                                    sparsity_warmup_steps=s.sparsity_warmup_steps or 0)
         overrides = {"dead_feature_window": s.dead_feature_window,  # None: the recipe's
                      "adam_betas": None if s.adam_beta2 is None else (TrainerConfig().adam_betas[0], s.adam_beta2)}
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
@@ -294,7 +295,7 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
            "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"]
     clipsteer_settings = {"--max-grad-norm": args.max_grad_norm, "--dead-feature-window": args.dead_feature_window,
-                          "--adam-beta2": args.adam_beta2}
+                          "--adam-beta2": args.adam_beta2, "--sparsity-warmup-steps": args.sparsity_warmup_steps}
     cmd += [part for flag, value in clipsteer_settings.items() if value is not None for part in (flag, str(value))]
     cmd += ["--autocast-bf16"] if args.autocast_bf16 else []
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -335,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="clipsteer's dead-feature window in steps (AuxK / ghost grads; default: the recipe's)")
     parser.add_argument("--adam-beta2", type=float, default=None,
                         help="clipsteer's Adam second-moment decay (default: the recipe's, 0.999)")
+    parser.add_argument("--sparsity-warmup-steps", type=int, default=None,
+                        help="clipsteer's λ warm-up in steps (default: none, as the paper)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
                 args.device, args.max_grad_norm, args.autocast_bf16, args.dead_feature_window,
-                args.adam_beta2)
+                args.adam_beta2, args.sparsity_warmup_steps)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
@@ -419,7 +422,9 @@ def markdown(result: dict[str, Any]) -> str:
              + (f", clipsteer's gradient clip {s['max_grad_norm'] or 'off'}" if s.get("max_grad_norm") is not None else "")
              + (f", clipsteer's dead-feature window {s['dead_feature_window']} steps"
                 if s.get("dead_feature_window") is not None else "")
-             + (f", clipsteer's Adam β2 {s['adam_beta2']}" if s.get("adam_beta2") is not None else ""), "",
+             + (f", clipsteer's Adam β2 {s['adam_beta2']}" if s.get("adam_beta2") is not None else "")
+             + (f", clipsteer's λ warm-up {s['sparsity_warmup_steps']} steps"
+                if s.get("sparsity_warmup_steps") is not None else ""), "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"
              + (f", GPU {m['gpu']} (every library trains on it)" if s.get("device", "cpu") != "cpu" else "") + "; load average "
              f"{m['load_average_start'][0]:.1f} → {m['load_average_end'][0]:.1f}. Versions: "
