@@ -275,8 +275,8 @@ class Trainer:
 @torch.no_grad()
 def fit_encoder_scale_(sae: SparseAutoencoder, sample: Tensor) -> float:
     """Rescale W_enc (and JumpReLU thresholds) by the c that fits the reconstruction of `sample` [n, d_in]
-    to it: least squares, min_c Σ‖(x̃ − b_dec) − c·(x̂̃ − b_dec)‖², or norm matching, capped (the
-    architecture's `EncoderScale`); returns c.
+    to it: least squares, min_c Σ‖(x̃ − b_dec) − c·(x̂̃ − b_dec)‖², or norm matching, widened for wide SAEs
+    and capped (the architecture's `EncoderScale`); returns c.
 
     With W_enc = W_decᵀ and unit decoder rows, a ReLU SAE's first reconstruction is ≈ (d_sae / 2d_in)·x̃
     (half the features fire, and Σ_j w_j w_jᵀ ≈ (d_sae / d_in)·I for random unit rows): 8× too large at
