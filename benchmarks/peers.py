@@ -108,6 +108,7 @@ class Clipsteer(Library):
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
                                encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
                                max_grad_norm=preset.max_grad_norm if s.max_grad_norm is None else s.max_grad_norm or None,
+                               normalize_gradient=preset.normalize_gradient,
                                **{key: value for key, value in overrides.items() if value is not None})
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()

@@ -155,6 +155,48 @@ def test_gradient_clip_per_architecture(architecture: str, max_grad_norm: float 
     assert updater.max_grad_norm == expected
 
 
+@pytest.mark.parametrize(("architecture", "normalize", "max_grad_norm", "expected"), [
+    ("topk", "per_architecture", "per_architecture", True), ("relu", "per_architecture", "per_architecture", False),
+    ("jumprelu", "per_architecture", "per_architecture", False), ("topk", False, "per_architecture", False),
+    ("relu", True, 1.0, True), ("topk", "per_architecture", None, False)])
+def test_gradient_normalization_per_architecture(architecture: str, normalize: bool | str,
+                                                 max_grad_norm: float | str | None, expected: bool) -> None:
+    config = SAEConfig(d_in=D, d_sae=4 * D, architecture=architecture, k=4 if architecture == "topk" else None)
+    trainer = TrainerConfig(max_grad_norm=max_grad_norm, normalize_gradient=normalize)  # type: ignore[arg-type]
+    assert SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), trainer).normalize_gradient is expected
+
+
+@pytest.mark.parametrize(("normalize", "target"), [(True, 10.0), (True, 1e-3), (False, 10.0), (False, 1e-3)])
+def test_adam_sees_the_normalized_gradient(world: SparseWorld, normalize: bool, target: float) -> None:
+    """With normalization every step's gradient reaches Adam at norm `max_grad_norm`, scaled up or down; a plain
+    clip only scales down (here the raw norm lies between the two targets)."""
+    config = SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=4)
+    updater = SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config),
+                         TrainerConfig(max_grad_norm=target, normalize_gradient=normalize))
+    seen: list[float] = []
+    adam_step = updater.optimizer.step
+
+    def recording_step(*args: object, **kwargs: object) -> object:
+        grads = [p.grad for p in updater.sae.parameters() if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return adam_step(*args, **kwargs)
+
+    updater.optimizer.step = recording_step  # type: ignore[method-assign]
+    metrics = updater.step(world.data[:256], 0, 1e-3, want_metrics=True)
+    assert metrics is not None and 1e-3 < metrics["grad_norm"] < 10.0  # the raw norm, logged before rescaling
+    expected = target if normalize else min(target, metrics["grad_norm"])
+    assert seen == [pytest.approx(expected, rel=1e-4)]
+
+
+def test_paper_recipe_only_clips() -> None:
+    assert apply_recipe(TrainConfig(store=Path("s"), recipe="paper")).trainer.normalize_gradient is False
+    assert apply_recipe(TrainConfig(store=Path("s"))).trainer.normalize_gradient == "per_architecture"
+    with pytest.raises(ValueError, match="normalize_gradient"):
+        TrainerConfig(max_grad_norm=None, normalize_gradient=True)
+    with pytest.raises(ValueError, match="normalize_gradient"):
+        TrainerConfig(normalize_gradient="always")  # type: ignore[arg-type]
+
+
 def test_gradient_clip_rejects_a_bad_value() -> None:
     with pytest.raises(ValueError, match="max_grad_norm"):
         TrainerConfig(max_grad_norm="per_sae")  # type: ignore[arg-type]

@@ -76,6 +76,12 @@ class SAEUpdater:
         clip = self.config.max_grad_norm
         return self.sae.spec.max_grad_norm if clip == "per_architecture" else clip
 
+    @property
+    def normalize_gradient(self) -> bool:
+        """Whether every step's gradient is rescaled to norm `max_grad_norm` (not only clipped)."""
+        rule = self.config.normalize_gradient
+        return (self.sae.spec.normalize_gradient if rule == "per_architecture" else rule) and self.max_grad_norm is not None
+
     def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
         """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
         sae, objective, config = self.sae, self.recipe.objective, self.config
@@ -104,6 +110,9 @@ class SAEUpdater:
         grad_norm = math.nan
         if self.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), self.max_grad_norm))
+            if self.normalize_gradient and 0 < grad_norm < self.max_grad_norm:  # clipping only scales down
+                torch._foreach_mul_([p.grad for p in sae.parameters() if p.grad is not None],
+                                    self.max_grad_norm / grad_norm)
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
