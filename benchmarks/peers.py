@@ -410,8 +410,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out.with_suffix(".json"), result)
-        out.with_suffix(".md").write_text(markdown(result))
+        # OUT + suffix, not with_suffix: names like "…_lw60_1.4e-4" hold dots
+        atomic_write_json(out.parent / f"{out.name}.json", result)
+        (out.parent / f"{out.name}.md").write_text(markdown(result))
     return result
 
 
