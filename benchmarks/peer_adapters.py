@@ -44,6 +44,8 @@ class Setting:
     (`TrainerConfig.dead_feature_window`; None: the recipe's default)."""
     adam_beta2: float | None = None
     """clipsteer only: Adam's second-moment decay (`TrainerConfig.adam_betas[1]`; None: the recipe's default)."""
+    normalize_gradient: bool = False
+    """clipsteer only: rescale every step's gradient to the clip's norm (`TrainerConfig.normalize_gradient`)."""
     sparsity_warmup_steps: int | None = None
     """clipsteer only: steps over which λ rises from 0 (`ObjectiveConfig.sparsity_warmup_steps`; None: 0)."""
 

@@ -155,15 +155,13 @@ def test_gradient_clip_per_architecture(architecture: str, max_grad_norm: float 
     assert updater.max_grad_norm == expected
 
 
-@pytest.mark.parametrize(("architecture", "normalize", "max_grad_norm", "expected"), [
-    ("topk", "per_architecture", "per_architecture", True), ("relu", "per_architecture", "per_architecture", False),
-    ("jumprelu", "per_architecture", "per_architecture", False), ("topk", False, "per_architecture", False),
-    ("relu", True, 1.0, True), ("topk", "per_architecture", None, False)])
-def test_gradient_normalization_per_architecture(architecture: str, normalize: bool | str,
-                                                 max_grad_norm: float | str | None, expected: bool) -> None:
-    config = SAEConfig(d_in=D, d_sae=4 * D, architecture=architecture, k=4 if architecture == "topk" else None)
+@pytest.mark.parametrize(("normalize", "max_grad_norm", "expected"), [
+    (False, "per_architecture", False), (True, "per_architecture", True), (True, 1.0, True)])
+def test_gradient_normalization_is_opt_in(normalize: bool, max_grad_norm: float | str, expected: bool) -> None:
+    config = SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=4)
     trainer = TrainerConfig(max_grad_norm=max_grad_norm, normalize_gradient=normalize)  # type: ignore[arg-type]
     assert SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), trainer).normalize_gradient is expected
+    assert TrainerConfig().normalize_gradient is False
 
 
 @pytest.mark.parametrize(("normalize", "target"), [(True, 10.0), (True, 1e-3), (False, 10.0), (False, 1e-3)])
@@ -188,13 +186,9 @@ def test_adam_sees_the_normalized_gradient(world: SparseWorld, normalize: bool, 
     assert seen == [pytest.approx(expected, rel=1e-4)]
 
 
-def test_paper_recipe_only_clips() -> None:
-    assert apply_recipe(TrainConfig(store=Path("s"), recipe="paper")).trainer.normalize_gradient is False
-    assert apply_recipe(TrainConfig(store=Path("s"))).trainer.normalize_gradient == "per_architecture"
+def test_gradient_normalization_needs_a_norm() -> None:
     with pytest.raises(ValueError, match="normalize_gradient"):
         TrainerConfig(max_grad_norm=None, normalize_gradient=True)
-    with pytest.raises(ValueError, match="normalize_gradient"):
-        TrainerConfig(normalize_gradient="always")  # type: ignore[arg-type]
 
 
 def test_gradient_clip_rejects_a_bad_value() -> None:

@@ -93,17 +93,8 @@ class ArchSpec:
     (binding at every step: Adam sees gradients of one size) it ended 0.002–0.007 above from L0 80 to 1489
     (benchmarks/results/peers.md §15–16). The others keep the paper's 1.0: TopK's gradient norm falls below 0.02
     within ~100 steps (at d=768 the 0.02 clip never binds), and on the toy, TopK SAEs trained with it did worse in
-    the typographic defense (§16); BatchTopK and JumpReLU were not measured."""
-
-    normalize_gradient: bool = False
-    """Under clipsteer's default recipe (`TrainerConfig.normalize_gradient="per_architecture"`), every step's
-    gradient is rescaled to norm `max_grad_norm`, not only clipped. TopK: on. Its gradient norm under the paper's
-    loss falls ≈ 30× over a run (d=768 ×64: 1.3e-2 at the start, 3.6e-4–6e-4 from a quarter of the way on), and
-    Adam (β2 0.999, a memory of ≈ 1000 steps) keeps dividing by the early, larger ones, so the late steps shrink.
-    dictionary_learning's TopK loss sums the squared error over dimensions and clips at 1.0, so its clip binds at
-    every step; clipsteer with a clip that binds at every step reached its EV at d=768 ×64 after 1M tokens (0.9632
-    vs 0.9632, 0.9508 without; benchmarks/results/peers.md §17). Rescaling to a norm of 1.0 is that clip without
-    its side effect on Adam's eps. ReLU's 0.02 clip already binds; BatchTopK and JumpReLU were not measured."""
+    the typographic defense (§16); `TrainerConfig.normalize_gradient` rescales every step's gradient to this norm
+    instead (opt-in). BatchTopK and JumpReLU were not measured."""
 
     @property
     def sweep_name(self) -> str:
@@ -146,7 +137,7 @@ ARCH_SPECS: dict[str, ArchSpec] = {spec.name: spec for spec in (
              max_grad_norm=0.02),
     ArchSpec("topk", _topk, uses_k=True, exact_k_per_token=True, penalty=None, dead_feature_loss="auxk",
              threshold=None, saelens_architecture="topk", prisma_activation="topk",
-             encoder_scale=EncoderScale("norm", high=1.0, wide_from=16), normalize_gradient=True),
+             encoder_scale=EncoderScale("norm", high=1.0, wide_from=16)),
     ArchSpec("batchtopk", _batchtopk, uses_k=True, exact_k_per_token=False, penalty=None, dead_feature_loss="auxk",
              threshold="batch", saelens_architecture="jumprelu", prisma_activation=None),
     ArchSpec("jumprelu", _jumprelu, uses_k=False, exact_k_per_token=False, penalty="l0",

@@ -54,8 +54,6 @@ def apply_recipe(config: TrainConfig) -> TrainConfig:
         trainer = replace(trainer, encoder_init=preset.encoder_init)
     if trainer.max_grad_norm == default.max_grad_norm:
         trainer = replace(trainer, max_grad_norm=preset.max_grad_norm)
-    if trainer.normalize_gradient == default.normalize_gradient:
-        trainer = replace(trainer, normalize_gradient=preset.normalize_gradient)
     return replace(config, normalization=config.normalization or preset.normalization, objective=objective,
                    trainer=trainer)
 

@@ -4,14 +4,12 @@ Defaults follow the paper's recipe (Prisma code, Nov 2024): Adam with default be
 200 linear warm-up steps then cosine decay to lr/10, batches of 4096 tokens, gradient clipping at 1.0,
 b_dec at the geometric median of a sample, dead-feature window 5000 steps, sampling window 1000 steps,
 and ~130 M tokens (2.6 M ImageNet images × 50 tokens, the released vanilla SAEs' checkpoint name) —
-with three exceptions, each measured (benchmarks/results/peers.md):
+with two exceptions, each measured (benchmarks/results/peers.md):
 - the encoder's initial scale (`encoder_init="fitted_scale"`): the paper's W_enc = W_decᵀ makes a ReLU
   SAE's first reconstructions ≈ d_sae/(2·d_in) times too large (held-out EV −54 at ×16 on the toy CLIP),
   and the first ~100k tokens are spent undoing that;
 - the gradient clip of ReLU SAEs (`max_grad_norm="per_architecture"`: 0.02 for relu, the paper's 1.0 for
-  the others; `architectures.ArchSpec.max_grad_norm` says why);
-- TopK's gradient rescaled to norm 1.0 at every step, not only clipped (`normalize_gradient="per_architecture"`;
-  `architectures.ArchSpec.normalize_gradient` says why).
+  the others; `architectures.ArchSpec.max_grad_norm` says why).
 
 `RECIPES` names the settings that differ: `RECIPES["paper"]` is the paper's recipe exactly
 (`clipsteer train --recipe paper`), `RECIPES["default"]` clipsteer's.
@@ -75,14 +73,13 @@ class RecipePreset:
     reconstruction: Literal["paper", "mse"]
     encoder_init: EncoderInit
     max_grad_norm: float | Literal["per_architecture"] | None
-    normalize_gradient: bool | Literal["per_architecture"]
 
 
 RECIPES: dict[str, RecipePreset] = {
     "default": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="fitted_scale",
-                            max_grad_norm="per_architecture", normalize_gradient="per_architecture"),
+                            max_grad_norm="per_architecture"),
     "paper": RecipePreset(normalization="layer_norm", reconstruction="paper", encoder_init="decoder_transpose",
-                          max_grad_norm=1.0, normalize_gradient=False),
+                          max_grad_norm=1.0),
 }
 RecipeName = Literal["default", "paper"]
 
@@ -117,10 +114,14 @@ class TrainerConfig:
     max_grad_norm: float | Literal["per_architecture"] | None = "per_architecture"
     """Gradient clipping by global norm per SAE (None: off). `per_architecture`: the architecture's
     `max_grad_norm` (relu 0.02, others 1.0); the paper clips every SAE at 1.0 (`--recipe paper`)."""
-    normalize_gradient: bool | Literal["per_architecture"] = "per_architecture"
+    normalize_gradient: bool = False
     """Rescale every step's gradient to norm `max_grad_norm` (smaller ones too), so that Adam sees gradients of
-    one size. `per_architecture`: the architecture's `normalize_gradient` (topk on, others off); the paper only
-    clips (`--recipe paper`)."""
+    one size. A TopK SAE's gradient norm under the paper's loss falls ≈ 30× over a run (d=768 ×64: 1.3e-2 at the
+    start, 4e-4–6e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing by the early ones. With it,
+    TopK d=768 ×64 reached dictionary_learning's EV after 1M tokens (0.9632 vs 0.9632; 0.9508 without) with fewer
+    dead features, but at d=128 (4M tokens) it raised EV and the dead fraction above sparsify's (×16 0.174 vs
+    0.173, ×64 0.474 vs 0.422; without it 0.140, 0.260), so it is not the default
+    (benchmarks/results/peers.md §17)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
@@ -169,10 +170,7 @@ class TrainerConfig:
         if clip is not None and clip != "per_architecture" and not (is_number and clip > 0):
             raise ValueError(f"TrainerConfig.max_grad_norm={clip!r}: expected a positive number, 'per_architecture' "
                              "or None (no clipping)")
-        if self.normalize_gradient not in (True, False, "per_architecture"):
-            raise ValueError(f"TrainerConfig.normalize_gradient={self.normalize_gradient!r}: expected true, false "
-                             "or 'per_architecture'")
-        if self.normalize_gradient is True and clip is None:
+        if self.normalize_gradient and clip is None:
             raise ValueError("TrainerConfig.normalize_gradient=True rescales gradients to norm max_grad_norm, "
                              "which is None: set --trainer.max-grad-norm")
 

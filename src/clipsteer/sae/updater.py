@@ -79,8 +79,7 @@ class SAEUpdater:
     @property
     def normalize_gradient(self) -> bool:
         """Whether every step's gradient is rescaled to norm `max_grad_norm` (not only clipped)."""
-        rule = self.config.normalize_gradient
-        return (self.sae.spec.normalize_gradient if rule == "per_architecture" else rule) and self.max_grad_norm is not None
+        return self.config.normalize_gradient and self.max_grad_norm is not None
 
     def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
         """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
