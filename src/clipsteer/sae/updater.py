@@ -110,8 +110,9 @@ class SAEUpdater:
         if self.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), self.max_grad_norm))
             if self.normalize_gradient and 0 < grad_norm < self.max_grad_norm:  # clipping only scales down
-                torch._foreach_mul_([p.grad for p in sae.parameters() if p.grad is not None],
-                                    self.max_grad_norm / grad_norm)
+                for p in sae.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(self.max_grad_norm / grad_norm)
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
