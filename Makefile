@@ -4,6 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# No wheel cache: a CI machine's disk can be nearly full, and the cache would double what the installs write.
+export PIP_NO_CACHE_DIR := 1
 # Tests run in their own venv with the `interop` extra (SAELens) and open_clip, so that the round
 # trips with the real libraries run in CI. open_clip needs torchvision, and the torchvision wheel that
 # resolves beside the CPU torch is a CUDA build whose C++ ops fail to load: `import torchvision`, and
