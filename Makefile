@@ -25,6 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml
+	@df -Pk . | awk 'NR == 2 && $$4 < 3 * 1048576 { printf "warning: %.1f GB free on this disk; the test environment needs about 2.5 GB (.venv-test 2.1 GB, chromium 0.4 GB)\n", $$4 / 1048576 }' >&2
 	python3 -m venv $(TEST_VENV)
 	$(TEST_PY) -m pip install -q --upgrade pip
 	$(TEST_PY) -m pip install -q "$(TORCH)" -e ".[dev,interop]"
