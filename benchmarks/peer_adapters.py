@@ -47,7 +47,8 @@ class Setting:
     normalize_gradient: bool = False
     """clipsteer only: rescale every step's gradient to the clip's norm (`TrainerConfig.normalize_gradient`)."""
     sparsity_warmup_steps: int | None = None
-    """clipsteer only: steps over which λ rises from 0 (`ObjectiveConfig.sparsity_warmup_steps`; None: 0)."""
+    """clipsteer only: steps over which λ rises from 0 (`ObjectiveConfig.sparsity_warmup_steps`; None: the
+    recipe's)."""
 
 
 class Library:

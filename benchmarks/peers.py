@@ -102,7 +102,8 @@ class Clipsteer(Library):
         sae_config = SAEConfig(d_in=s.d, d_sae=s.width, architecture=s.arch, k=s.k if s.arch == "topk" else None,
                                normalization=preset.normalization)
         objective = ObjectiveConfig(sparsity_coefficient=lam, reconstruction=preset.reconstruction,
-                                    sparsity_warmup_steps=s.sparsity_warmup_steps or 0)
+                                    sparsity_warmup_steps=preset.sparsity_warmup_steps
+                                    if s.sparsity_warmup_steps is None else s.sparsity_warmup_steps)
         overrides = {"dead_feature_window": s.dead_feature_window,  # None: the recipe's
                      "adam_betas": None if s.adam_beta2 is None else (TrainerConfig().adam_betas[0], s.adam_beta2)}
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--normalize-gradient", action="store_true",
                         help="clipsteer's gradient rescaled to the clip's norm at every step (not only clipped)")
     parser.add_argument("--sparsity-warmup-steps", type=int, default=None,
-                        help="clipsteer's λ warm-up in steps (default: none, as the paper)")
+                        help="clipsteer's λ warm-up in steps (default: the recipe's — 60, or 0 for clipsteer-paper)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")

@@ -129,17 +129,24 @@ def test_paper_recipe_restores_the_papers_settings() -> None:
     assert paper.trainer.encoder_init == "decoder_transpose" and paper.trainer.max_grad_norm == 1.0
     assert paper.objective.sparsity_coefficient == 1e-4 and paper.trainer.lr == 4e-4
     assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.tokens_per_batch == 4096
+    assert paper.objective.sparsity_warmup_steps == 0
     default = apply_recipe(TrainConfig(store=Path("s")))
     preset = RECIPES["default"]
     assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init,
-            default.trainer.max_grad_norm) == (preset.normalization, preset.reconstruction, preset.encoder_init,
-                                               preset.max_grad_norm)
-    assert TrainConfig(store=Path("s")).trainer.max_grad_norm == preset.max_grad_norm  # TrainerConfig's default
+            default.trainer.max_grad_norm, default.objective.sparsity_warmup_steps) == (
+        preset.normalization, preset.reconstruction, preset.encoder_init, preset.max_grad_norm,
+        preset.sparsity_warmup_steps)
+    assert preset.sparsity_warmup_steps == 60
+    # the config classes' defaults are the default recipe's
+    assert TrainConfig(store=Path("s")).trainer.max_grad_norm == preset.max_grad_norm
+    assert TrainConfig(store=Path("s")).objective.sparsity_warmup_steps == preset.sparsity_warmup_steps
     # explicit choices win over the recipe
     mixed = apply_recipe(TrainConfig(store=Path("s"), recipe="paper", normalization="none",
-                                     objective=replace(ObjectiveConfig(), reconstruction="mse"),
+                                     objective=replace(ObjectiveConfig(), reconstruction="mse",
+                                                       sparsity_warmup_steps=10),
                                      trainer=TrainerConfig(max_grad_norm=None)))
     assert mixed.normalization == "none" and mixed.objective.reconstruction == "mse"
+    assert mixed.objective.sparsity_warmup_steps == 10
     assert mixed.trainer.max_grad_norm is None
     (built,) = build_recipes(TrainConfig(store=Path("s"), recipe="paper"), d_in=D)
     assert built.sae.normalization == "layer_norm" and built.objective.reconstruction == "paper"

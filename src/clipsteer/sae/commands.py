@@ -50,6 +50,8 @@ def apply_recipe(config: TrainConfig) -> TrainConfig:
     objective, trainer = config.objective, config.trainer
     if objective.reconstruction == default.reconstruction:
         objective = replace(objective, reconstruction=preset.reconstruction)
+    if objective.sparsity_warmup_steps == default.sparsity_warmup_steps:
+        objective = replace(objective, sparsity_warmup_steps=preset.sparsity_warmup_steps)
     if trainer.encoder_init == default.encoder_init:
         trainer = replace(trainer, encoder_init=preset.encoder_init)
     if trainer.max_grad_norm == default.max_grad_norm:

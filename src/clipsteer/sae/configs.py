@@ -56,7 +56,8 @@ class TrainConfig:
     """Active features per token for topk / batchtopk (the paper's TopK SAEs: 64)."""
     recipe: RecipeName = "default"
     """`paper`: the paper's recipe exactly (see `clipsteer.sae.recipe.RECIPES`); settings that are still at
-    the default recipe's values (normalization, objective.reconstruction, trainer.encoder_init) take it."""
+    the default recipe's values (normalization, objective.reconstruction, objective.sparsity_warmup_steps,
+    trainer.encoder_init, trainer.max_grad_norm) take it."""
     normalization: Normalization | None = None
     """Input normalisation (None: the recipe's, layer_norm for both)."""
     objective: ObjectiveConfig = ObjectiveConfig()
