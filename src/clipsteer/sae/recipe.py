@@ -4,7 +4,7 @@ Defaults follow the paper's recipe (Prisma code, Nov 2024): Adam with default be
 200 linear warm-up steps then cosine decay to lr/10, batches of 4096 tokens, gradient clipping at 1.0,
 b_dec at the geometric median of a sample, dead-feature window 5000 steps, sampling window 1000 steps,
 and ~130 M tokens (2.6 M ImageNet images × 50 tokens, the released vanilla SAEs' checkpoint name) —
-with two exceptions, each measured (benchmarks/results/peers.md):
+with three exceptions, each measured (benchmarks/results/peers.md):
 - the encoder's initial scale (`encoder_init="fitted_scale"`): the paper's W_enc = W_decᵀ makes a ReLU
   SAE's first reconstructions ≈ d_sae/(2·d_in) times too large (held-out EV −54 at ×16 on the toy CLIP),
   and the first ~100k tokens are spent undoing that;
