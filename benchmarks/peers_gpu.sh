@@ -58,7 +58,7 @@ peers() {  # peers NAME LIMIT ARGS...: one peers.py run; its JSON lands in OUTDI
     local name=$1 limit=$2
     shift 2
     job "$name" "$limit" python3 benchmarks/peers.py --store "$store" --held-out-images 100 --evals 5 --device cuda \
-        --out "$work/$name" "$@" && cp "$work/$name.json" "$out/"
+        --out "$work/$name" "$@" && cp "$work/$name".{json,md} "$out/"
 }
 relu_lambdas=(--lambdas clipsteer=2e-5,5e-5,1e-4,2e-4,4e-4 dictionary_learning=0.03,0.1,0.3,1,3
               overcomplete=0.3,1,3,10,30 saev=1e-4,4e-4,1.6e-3,6.4e-3,2.56e-2)
@@ -78,6 +78,22 @@ fi
 has() { [[ " ${*:2} " == *" $1 "* ]]; }
 sp=(); has sparsify "${topk_peers[@]}" && sp=(sparsify)
 dl=(); has dictionary_learning "${relu_peers[@]}" && dl=(dictionary_learning)
+if [ "$plan" = precision ]; then  # session 12: clipsteer in fp32 and under bf16 autocast, beside the fastest peers
+    relu=(--arch relu --expansion 16 --libraries clipsteer "${dl[@]}"
+          --lambdas clipsteer=2e-5,5e-5,1e-4,1.6e-4 dictionary_learning=0.03,0.1,0.3,1,3)
+    topk=(--arch topk --expansion 64 --k 32)
+    job anatomy 90 python3 benchmarks/gpu_step_anatomy.py --device cuda
+    peers topk64_1M_bf16 80 "${topk[@]}" --tokens 1000000 --autocast-bf16 --libraries clipsteer "${topk_peers[@]}"
+    peers relu16_1M_bf16 70 "${relu[@]}" --tokens 1000000 --autocast-bf16
+    peers topk64_1M 80 "${topk[@]}" --tokens 1000000 --libraries clipsteer "${sp[@]}"
+    peers relu16_1M 70 "${relu[@]}" --tokens 1000000
+    job profile_topk64_bf16 50 python3 benchmarks/topk_step_profile.py --store "$store" --device cuda --expansion 64 \
+        --warmup 3 --steps 5 --rows 25 --autocast-bf16
+    peers topk64_4M_bf16 60 "${topk[@]}" --tokens 4000000 --autocast-bf16 --libraries clipsteer "${sp[@]}"
+    peers relu16_4M_bf16 120 "${relu[@]}" --tokens 4000000 --autocast-bf16
+    echo "== done at $((SECONDS - start))s" | tee -a "$log"
+    exit 0
+fi
 peers relu16_1M 150 --arch relu --expansion 16 --tokens 1000000 --libraries clipsteer "${dl[@]}" "${relu_lambdas[@]}"
 peers topk64_1M 150 --arch topk --expansion 64 --k 32 --tokens 1000000 --libraries clipsteer "${topk_peers[@]}"
 for lib in overcomplete saev; do

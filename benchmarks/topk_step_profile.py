@@ -40,12 +40,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20, help="ops listed per library")
     parser.add_argument("--shapes", action="store_true", help="also list ops by input shape")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--autocast-bf16", action="store_true", help="clipsteer's matmuls under bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, _ = load_rows(args.store, 1, args.batch * (args.warmup + args.steps + 4))
     train = train.to(args.device)
     d = train.shape[1]
-    s = Setting("topk", d, d * args.expansion, args.k, 4e-4, args.batch, 0, device=args.device)
+    s = Setting("topk", d, d * args.expansion, args.k, 4e-4, args.batch, 0, device=args.device,
+                autocast_bf16=args.autocast_bf16)
     on_gpu = torch.device(args.device).type == "cuda"
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
     key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
@@ -55,7 +57,8 @@ def main() -> None:
         for library in libraries:
             library.step(batches[r])
     print(f"TopK d={d} width={s.width} batch {s.batch} k {s.k}, threads {args.threads}, {args.steps} profiled steps "
-          f"after {args.warmup}; load average {os.getloadavg()[0]:.1f}")
+          f"after {args.warmup}; load average {os.getloadavg()[0]:.1f}"
+          + ("; clipsteer under bf16 autocast" if args.autocast_bf16 else ""))
     for library in libraries:
         with profile(activities=activities, record_shapes=args.shapes) as prof:
             for r in range(args.steps):
