@@ -82,7 +82,7 @@ def topk_table(device: str, d_sae: int, k: int, k_aux: int) -> None:
             for label, fn in variants.items():
                 values = fn(pre)[0].sort(dim=-1, descending=True).values
                 exact = torch.equal(values, reference)
-                cells.append(f"{label} {cuda_ms(lambda fn=fn: fn(pre)):.3f}{'' if exact else ' (NOT EXACT)'}")
+                cells.append(f"{label} {cuda_ms(lambda fn=fn, pre=pre: fn(pre)):.3f}{'' if exact else ' (NOT EXACT)'}")
             print(f"  {str(dtype)[6:]:>8} k={kk:<4} " + " | ".join(cells))
 
 

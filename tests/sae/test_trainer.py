@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from sparse_world import SparseWorld
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from clipsteer.sae import (
     ObjectiveConfig,
@@ -235,6 +236,60 @@ def test_bf16_autocast_trains_like_fp32_with_fp32_state(world: SparseWorld, arch
         final[bf16] = trainer.history[-1]["reconstruction"]
         assert final[bf16] < trainer.history[0]["reconstruction"]
     assert final[True] < 1.25 * final[False]
+
+
+# ----- host reads, non-finite losses ---------------------------------------------------------------------------------------
+
+class HostReads(TorchDispatchMode):
+    """Records the ops that make the host wait for the device (a scalar read, or a shape that depends on values)."""
+
+    WAITING = {"_local_scalar_dense", "nonzero", "is_nonzero", "equal", "masked_select"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func.overloadpacket.__name__
+        boolean_index = name == "index" and any(t is not None and t.dtype == torch.bool for t in args[1])
+        if name in self.WAITING or boolean_index:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["relu", "topk", "jumprelu", "batchtopk"])
+def test_a_step_reads_the_device_once_before_its_forward_and_once_after_its_backward(world: SparseWorld,
+                                                                                   name: str) -> None:
+    # On a GPU every such read idles the device while the host queues what follows; a step has two: the dead
+    # count (it sets AuxK's shape) and one copy of [loss, gradient norm] after the backward (a tolist, which the
+    # dispatcher does not see). Dead features are present so that the AuxK / ghost-grad paths run too.
+    (recipe,) = [r for r in recipes() if r.name == name]
+    from clipsteer.sae.model import SparseAutoencoder
+    sae = SparseAutoencoder(recipe.sae, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sae.b_enc[:16] = -20.0  # features 0..15 never fire
+    updater = SAEUpdater(recipe, sae, config(dead_feature_window=0))
+    for i in range(2):
+        updater.step(world.data[i * 64:(i + 1) * 64], i, 1e-3)
+    assert int(updater.stats.dead_mask(0).sum()) > 0
+    with HostReads() as reads:
+        updater.step(world.data[128:192], 2, 1e-3)
+    assert reads.ops == ["_local_scalar_dense"], reads.ops
+
+
+def test_a_non_finite_loss_stops_the_step_before_the_update(world: SparseWorld) -> None:
+    (recipe,) = [r for r in recipes() if r.name == "topk"]
+    from clipsteer.sae.model import SparseAutoencoder
+    sae = SparseAutoencoder(recipe.sae, generator=torch.Generator().manual_seed(0))
+    updater = SAEUpdater(recipe, sae, config())
+    updater.step(world.data[:64], 0, 1e-3)
+    before = state_of({"s": sae})
+    bad = world.data[64:128].clone()
+    bad[3, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"SAE 'topk': non-finite loss nan at step 1"):
+        updater.step(bad, 1, 1e-3)
+    after = state_of({"s": sae})
+    assert all(torch.equal(before[key], after[key]) for key in before)
 
 
 # ----- `clipsteer train` ----------------------------------------------------------------------------------------------------

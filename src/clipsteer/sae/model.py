@@ -210,11 +210,11 @@ class SparseAutoencoder(nn.Module):
         return self.b_enc - self.b_dec @ self.W_enc
 
     def pre_activations(self, x_norm: Tensor, features: Tensor | None = None) -> Tensor:
-        """x̃ [N, d_in] → pre [N, d_sae], or only the columns of `features` (bool [d_sae]) → [N, n_features]."""
+        """x̃ [N, d_in] → pre [N, d_sae], or only the columns `features` (int64 indices [n]) → [N, n]."""
         if features is None:
             return torch.addmm(self.effective_encoder_bias(), x_norm, self.W_enc)
-        W = self.W_enc[:, features]
-        return torch.addmm(self.b_enc[features] - self.b_dec @ W, x_norm, W)
+        W = self.W_enc.index_select(1, features)
+        return torch.addmm(self.b_enc.index_select(0, features) - self.b_dec @ W, x_norm, W)
 
     # ----- public API ------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -285,8 +285,9 @@ class SparseAutoencoder(nn.Module):
             values, indices, aux_values, aux_indices = topk_encode(
                 x_norm, self.W_enc, self.b_enc, self.config.k, dead_mask, k_aux, workspace, b_dec=self.b_dec)
             recon_norm = sparse_decode(values, indices, self.W_dec).add_(self.b_dec)  # in place: one [N, d_in] result
-            with torch.no_grad():
-                fire_counts = torch.bincount(indices[values > 0], minlength=self.d_sae).float()
+            with torch.no_grad():  # a scatter-add, not bincount of a masked selection: no wait for the device
+                fire_counts = values.new_zeros(self.d_sae).index_add_(0, indices.reshape(-1),
+                                                                      (values > 0).reshape(-1).to(values.dtype))
             return TrainTrace(x=x, x_norm=x_norm, stats=stats, recon_norm=recon_norm,
                               recon=denormalize(recon_norm, stats), fired=fire_counts > 0,
                               fire_counts=fire_counts, counted_tokens=x.shape[0], values=values,
@@ -332,8 +333,10 @@ class SparseAutoencoder(nn.Module):
         grad = self.W_dec.grad
         if grad is None:
             return
-        # in row blocks: the products stay small (a [d_sae, d_in] temporary would be a fresh, page-faulting allocation)
-        for g, w in zip(grad.split(PROJECTION_ROWS), self.W_dec.split(PROJECTION_ROWS), strict=True):
+        # On CPU in row blocks: the products stay small (a [d_sae, d_in] temporary would be a fresh, page-faulting
+        # allocation). On a GPU in one block: there each block is two kernel launches of host time.
+        rows = PROJECTION_ROWS if grad.device.type == "cpu" else grad.shape[0]
+        for g, w in zip(grad.split(rows), self.W_dec.split(rows), strict=True):
             parallel = (g * w).sum(dim=1, keepdim=True)  # [rows, 1]
             g.addcmul_(parallel, w, value=-1)
 

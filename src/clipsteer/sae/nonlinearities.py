@@ -8,6 +8,7 @@ rectangle kernel of width ε (the bandwidth): ∂/∂θ H(z − θ) ≈ −(1/ε
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -77,7 +78,7 @@ def batch_topk(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
     top = flat.topk(keep, sorted=False)
     mask = torch.zeros_like(flat, dtype=torch.bool).index_fill_(0, top.indices, True) & (flat > 0)
     codes = (flat * mask.to(flat.dtype)).reshape(n, d_sae)
-    with torch.no_grad():
-        kept = top.values[top.values > 0]
-        smallest = kept.min().float() if kept.numel() else torch.tensor(float("nan"), device=z.device)
+    with torch.no_grad():  # min over the kept positive values, by masking (a selection would wait for the device)
+        smallest = top.values.float().masked_fill(top.values <= 0, math.inf).min()
+        smallest = torch.where(smallest.isinf(), math.nan, smallest)
     return codes, smallest

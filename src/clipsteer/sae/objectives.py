@@ -88,11 +88,18 @@ def mean_reconstruction_loss(recon: Tensor, x: Tensor, kind: str, sync: Sync = L
     return _WeightedSquaredError.apply(recon, x, row_weight)  # type: ignore[no-any-return]
 
 
-def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead_mask: Tensor, recon_elem: Tensor,
+def true_indices(mask: Tensor, count: int) -> Tensor:
+    """The ascending indices [count] of `mask`'s True entries, `count` being their number, known to the caller:
+    unlike `mask.nonzero()` or indexing with the mask, no wait for the device to learn the result's size."""
+    return torch.argsort((~mask).to(torch.uint8), stable=True)[:count]
+
+
+def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead: Tensor, recon_elem: Tensor,
                     sync: Sync = LOCAL) -> Tensor:
+    """dead: indices of the dead features [n_dead]."""
     residual = (trace.x_norm - trace.recon_norm).detach().float()  # [N, d_in], decoder space
-    dead_pre = trace.pre[:, dead_mask] if trace.pre is not None else sae.pre_activations(trace.x_norm, dead_mask)
-    ghost = torch.exp(dead_pre.float()) @ sae.W_dec[dead_mask].float()  # [N, d_in]
+    dead_pre = trace.pre.index_select(1, dead) if trace.pre is not None else sae.pre_activations(trace.x_norm, dead)
+    ghost = torch.exp(dead_pre.float()) @ sae.W_dec.index_select(0, dead).float()  # [N, d_in]
     scale = residual.norm(dim=-1) / (1e-6 + 2 * ghost.norm(dim=-1))
     ghost = ghost * scale[:, None].detach()
     ghost_elem = (ghost - residual).pow(2) / paper_row_norm(residual, sync)[:, None]
@@ -121,10 +128,13 @@ def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
 
 
 def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: ObjectiveConfig,
-                   sparsity_coefficient: float, dead_mask: Tensor | None, sync: Sync = LOCAL) -> Losses:
-    """Total loss to minimise and its named terms, for one trace (see module docstring)."""
+                   sparsity_coefficient: float, dead_mask: Tensor | None, sync: Sync = LOCAL,
+                   n_dead: int | None = None) -> Losses:
+    """Total loss to minimise and its named terms, for one trace (see module docstring). `n_dead`, the
+    number of True entries of `dead_mask`, spares a wait for the device when the caller already has it."""
     arch = sae.spec
-    n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
+    if n_dead is None:
+        n_dead = int(dead_mask.sum()) if dead_mask is not None else 0
     ghost_grads = arch.dead_feature_loss == "ghost_grads" and objective.ghost_grads and n_dead > 0
     if ghost_grads:  # it rescales by the elementwise loss
         recon_elem = reconstruction_loss(trace.recon, trace.x, objective.reconstruction, sync)
@@ -151,7 +161,7 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
         terms["l0_penalty"] = l0.detach()
     if ghost_grads:
         assert dead_mask is not None
-        ghost = ghost_grad_loss(sae, trace, dead_mask, recon_elem.detach(), sync)
+        ghost = ghost_grad_loss(sae, trace, true_indices(dead_mask, n_dead), recon_elem.detach(), sync)
         total = total + ghost
         terms["ghost_grad"] = ghost.detach()
     if arch.dead_feature_loss == "auxk":

@@ -99,7 +99,7 @@ class _TopKEncode(torch.autograd.Function):
         values = top.values.float().relu()
         indices = top.indices
         if k_aux > 0:
-            assert dead_mask is not None and int(dead_mask.sum()) >= k_aux, "k_aux exceeds the number of dead features"
+            assert dead_mask is not None, "k_aux > 0 needs the dead-feature mask"  # with ≥ k_aux True (the caller's)
             aux = pre.masked_fill(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
             aux_values, aux_indices = aux.values.float(), aux.indices
         else:
@@ -153,7 +153,7 @@ def topk_encode(x: Tensor, weight: Tensor, bias: Tensor, k: int, dead_mask: Tens
                 b_dec: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ReLU(top-k((x − b_dec)·W + bias)) in sparse form, plus the AuxK selection.
 
-    x: [N, d_in]; weight: [d_in, d_sae]; bias: [d_sae]; dead_mask: bool [d_sae] (needed when k_aux > 0);
+    x: [N, d_in]; weight: [d_in, d_sae]; bias: [d_sae]; dead_mask: bool [d_sae] (needed when k_aux > 0, with ≥ k_aux True entries);
     b_dec: [d_in] or None (nothing subtracted). The pre-activation is x·W + (bias − b_dec·W), the same
     number as `SparseAutoencoder.pre_activations`; gradients reach W, bias and b_dec from this one node.
     Returns values [N, k] (≥ 0, fp32), indices [N, k] (int64, distinct per row), and the k_aux largest

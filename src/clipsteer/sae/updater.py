@@ -95,24 +95,32 @@ class SAEUpdater:
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.autocast_bf16):
             trace = sae.trace(x, dead_mask=dead_mask if n_dead else None, k_aux=k_aux,
                               jumprelu_bandwidth=objective.jumprelu_bandwidth, workspace=self.workspace)
-            losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None, self.sync)
-        if not torch.isfinite(losses.total):
-            raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {float(losses.total)} at step {step} "
-                                     f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
-                                     "or disable autocast")
+            losses = compute_losses(sae, trace, objective, coefficient, dead_mask if n_dead else None, self.sync,
+                                    n_dead=n_dead)
         if sae.uses_sparse_topk:  # last step's W_enc gradient buffer: the sparse encoder writes this step's into it
             self.workspace.give(W_ENC_GRAD, sae.W_enc.grad)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         self._average_gradients()
         sae.remove_parallel_decoder_grad_()
-        grad_norm = math.nan
-        if self.max_grad_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(sae.parameters(), self.max_grad_norm))
-            if self.normalize_gradient and 0 < grad_norm < self.max_grad_norm:  # clipping only scales down
-                for p in sae.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(self.max_grad_norm / grad_norm)
+        clip, norm = self.max_grad_norm, None
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
+        # The step's one wait for the device after the forward: the loss and the gradient norm are read
+        # together, after the backward was queued, so that the host does not stall mid-step (on a GPU each
+        # such wait leaves the device idle while the host queues what follows). A non-finite loss still stops
+        # the step before the optimizer touches the parameters.
+        loss_value, grad_norm = torch.stack([losses.total.detach().float(),
+                                             losses.total.new_full((), math.nan) if norm is None else norm.float()]
+                                            ).tolist()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {loss_value} at step {step} "
+                                     f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
+                                     "or disable autocast")
+        if clip is not None and self.normalize_gradient and 0 < grad_norm < clip:
+            for p in sae.parameters():  # clipping only scales down; normalising also scales up
+                if p.grad is not None:
+                    p.grad.mul_(clip / grad_norm)
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
@@ -153,12 +161,8 @@ class SAEUpdater:
     def _update_batch_threshold(self, trace: TrainTrace) -> None:
         if self.sae.spec.threshold != "batch" or trace.batch_threshold is None:
             return
-        value = trace.batch_threshold.to(self.sae.batch_threshold.dtype)
-        if torch.isnan(value):
-            return
-        current = self.sae.batch_threshold
-        if torch.isnan(current):
-            current.copy_(value)
-        else:
-            momentum = self.recipe.objective.batchtopk_threshold_momentum
-            current.mul_(momentum).add_(value, alpha=1 - momentum)
+        current, momentum = self.sae.batch_threshold, self.recipe.objective.batchtopk_threshold_momentum
+        value = trace.batch_threshold.to(current.dtype)
+        # on the device (no host read): a NaN batch value keeps the EMA; the first value starts it
+        blended = torch.where(torch.isnan(current), value, current * momentum + value * (1 - momentum))
+        current.copy_(torch.where(torch.isnan(value), current, blended))
