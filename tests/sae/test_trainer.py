@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from clipsteer.sae import (
 )
 from clipsteer.sae.checkpoint import CheckpointError, list_checkpoints
 from clipsteer.sae.schedules import cosine_with_warmup, linear_warmup
+from clipsteer.sae.source import page_locked, pinned
 from clipsteer.sae.trainer import RunDirectoryError
 from clipsteer.sae.updater import SAEUpdater
 
@@ -191,6 +194,31 @@ def test_tensor_source_is_deterministic_and_start_skips_batches() -> None:
     assert not torch.equal(next(other_seed), first[0])
     with pytest.raises(ValueError, match="larger than the 25 rows"):
         next(source.batches(26, seed=0))
+
+
+def test_pinned_batches_arrive_in_order_through_the_pin_function() -> None:
+    source = TensorSource(torch.arange(64.0).reshape(32, 2))
+    threads = set()
+
+    def pin(batch: torch.Tensor) -> torch.Tensor:
+        threads.add(threading.current_thread().name)
+        return batch + 0.5
+
+    stream = source.batches(4, seed=1)
+    feed = pinned(stream, pin)
+    got = [next(feed) for _ in range(10)]
+    feed.close()
+    stream.close()
+    expected = list(itertools.islice(source.batches(4, seed=1), 10))
+    assert all(torch.equal(a, b + 0.5) for a, b in zip(got, expected, strict=True))
+    assert threads == {"clipsteer-pin"}  # pinned off the training thread
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
+def test_page_locked_pins_host_batches_and_passes_device_batches_through() -> None:
+    assert page_locked(torch.ones(4, 2)).is_pinned()
+    on_device = torch.ones(4, 2, device="cuda")
+    assert page_locked(on_device) is on_device
 
 
 def test_trainer_checks_widths_and_batch_shapes(world: SparseWorld) -> None:

@@ -11,11 +11,13 @@ A source may yield only its share of each batch (data-parallel training's `RankS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from clipsteer.activations.background import in_background
 
 
 @runtime_checkable
@@ -32,6 +34,22 @@ def rows_per_batch(source: BatchSource, tokens_per_batch: int) -> int:
     """Rows `source` yields per batch of `tokens_per_batch` (all of them, unless it yields a rank's share)."""
     share = getattr(source, "rows_per_batch", None)
     return tokens_per_batch if share is None else int(share(tokens_per_batch))
+
+
+def page_locked(batch: Tensor) -> Tensor:
+    """A host batch copied into page-locked memory (one already on a device is returned as it is)."""
+    return batch.pin_memory() if batch.device.type == "cpu" else batch
+
+
+def pinned(stream: Iterator[Tensor], pin: Callable[[Tensor], Tensor] = page_locked) -> Iterator[Tensor]:
+    """The batches of `stream`, each passed through `pin` in a background thread, up to two ahead.
+
+    For a CUDA device: a copy from ordinary (pageable) host memory first waits for all GPU work queued before
+    it (CUDA's rule for such copies), so the host stalls at every step and the device idles while the host
+    queues the next one; from page-locked memory `.to(device, non_blocking=True)` is queued like a kernel.
+    Close the result before `stream`.
+    """
+    return in_background(lambda: map(pin, stream), depth=2, name="clipsteer-pin")
 
 
 def whole_stream(source: BatchSource) -> BatchSource:

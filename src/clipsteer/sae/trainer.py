@@ -54,7 +54,7 @@ from clipsteer.sae.model import SparseAutoencoder
 from clipsteer.sae.normalization import estimate_input_scale
 from clipsteer.sae.recipe import NON_SEMANTIC_FIELDS, SAERecipe, TrainerConfig
 from clipsteer.sae.schedules import cosine_with_warmup
-from clipsteer.sae.source import BatchSource, rows_per_batch, whole_stream
+from clipsteer.sae.source import BatchSource, pinned, rows_per_batch, whole_stream
 from clipsteer.sae.updater import SAEUpdater
 
 FIT_SCALE_ROWS = 1024  # rows used to fit the initial encoder scale (a dense [n, d_sae] code matrix is built)
@@ -232,17 +232,18 @@ class Trainer:
         config = self.config
         expected = (rows_per_batch(self.source, config.tokens_per_batch), self.source.d_in)
         stream = self.source.batches(config.tokens_per_batch, config.seed, start)
+        feed = pinned(stream) if torch.device(config.device).type == "cuda" else stream
         bar = tqdm(total=total, initial=start, disable=not (config.progress and self.sync.rank.is_main),
                    desc="train SAE", unit="step",
                    dynamic_ncols=True)
         last_time, last_step = time.perf_counter(), start
         try:
             for step in range(start, end):
-                x = next(stream)
+                x = next(feed)
                 if tuple(x.shape) != expected:
                     raise ValueError(f"batch source yielded a batch of shape {tuple(x.shape)} at step {step}; "
                                      f"expected {expected}")
-                x = x.to(config.device, torch.float32)
+                x = x.to(config.device, torch.float32, non_blocking=True)
                 lr = cosine_with_warmup(step, base=config.lr, warmup=config.lr_warmup_steps, total=total,
                                         end_factor=config.lr_end_factor)
                 want = step == 0 or (step + 1) % config.log_every == 0 or step + 1 == total
@@ -269,6 +270,7 @@ class Trainer:
                     prune_checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints)
         finally:
             bar.close()
+            _close(feed)
             _close(stream)
 
 
