@@ -153,9 +153,11 @@ def topk_encode(x: Tensor, weight: Tensor, bias: Tensor, k: int, dead_mask: Tens
                 b_dec: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ReLU(top-k((x − b_dec)·W + bias)) in sparse form, plus the AuxK selection.
 
-    x: [N, d_in]; weight: [d_in, d_sae]; bias: [d_sae]; dead_mask: bool [d_sae] (needed when k_aux > 0, with ≥ k_aux True entries);
-    b_dec: [d_in] or None (nothing subtracted). The pre-activation is x·W + (bias − b_dec·W), the same
-    number as `SparseAutoencoder.pre_activations`; gradients reach W, bias and b_dec from this one node.
+    x: [N, d_in]; weight: [d_in, d_sae]; bias: [d_sae]; dead_mask: bool [d_sae] (needed when k_aux > 0, with at
+    least k_aux True entries: not checked here, which would wait for the device; too few make the AuxK loss
+    non-finite, which the updater reports); b_dec: [d_in] or None (nothing subtracted). The pre-activation is
+    x·W + (bias − b_dec·W), the same number as `SparseAutoencoder.pre_activations`; gradients reach W, bias and
+    b_dec from this one node.
     Returns values [N, k] (≥ 0, fp32), indices [N, k] (int64, distinct per row), and the k_aux largest
     *raw* pre-activations among dead features with their indices ([N, k_aux] each; empty when k_aux = 0).
     A `workspace` keeps the [N, d_sae] pre-activation buffer between calls (fp32 without autocast), and
