@@ -83,6 +83,12 @@ if [ "$plan" = precision ]; then  # session 12: clipsteer in fp32 and under bf16
           --lambdas clipsteer=2e-5,5e-5,1e-4,1.6e-4 dictionary_learning=0.03,0.1,0.3,1,3)
     topk=(--arch topk --expansion 64 --k 32)
     job anatomy 90 python3 benchmarks/gpu_step_anatomy.py --device cuda
+    for precision in no-autocast-bf16 autocast-bf16; do  # the CUDA path users take (pinned batches since session 12)
+        job cli_train_$precision 60 python3 -m clipsteer.cli train --store "$store" --out "$work/cli_$precision" \
+            --architecture topk --expansion-factor 16 --k 32 --trainer.total-tokens 1000000 --trainer.device cuda \
+            --trainer.$precision  # §15, fp32 before: 13 s including start-up, ≈ 450k tok/s
+        grep -rh tokens_per_s "$work/cli_$precision" 2>/dev/null | tail -1 | tee -a "$log"
+    done
     peers topk64_1M_bf16 80 "${topk[@]}" --tokens 1000000 --autocast-bf16 --libraries clipsteer "${topk_peers[@]}"
     peers relu16_1M_bf16 70 "${relu[@]}" --tokens 1000000 --autocast-bf16
     peers topk64_1M 80 "${topk[@]}" --tokens 1000000 --libraries clipsteer "${sp[@]}"
