@@ -101,3 +101,16 @@ def test_recipe_ablations_run_as_libraries_and_unknown_ones_are_named(store: Pat
     assert [row["library"] for row in result["throughput"]] == ["clipsteer", "clipsteer-ln_mse"]
     with pytest.raises(ValueError, match="clipsteer-bogus.*ln_mse"):
         run(store, tmp_path, "relu", ["clipsteer", "clipsteer-bogus"])
+
+
+def test_gpu_step_anatomy_runs_at_a_toy_size() -> None:
+    """benchmarks/gpu_step_anatomy.py (meant for a GPU) on the CPU at d=8: every library it finds gets a row."""
+    import subprocess
+    script = PEERS_SCRIPT.parent / "gpu_step_anatomy.py"
+    result = subprocess.run([sys.executable, str(script), "--device", "cpu", "--d", "8", "--steps", "2",
+                             "--profiled", "1"], capture_output=True, text=True, timeout=300, check=True)
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("clipsteer")]
+    assert [" ".join(row[:-4]) for row in rows] == ["clipsteer", "clipsteer bf16 autocast"] * 2, result.stdout
+    for row in rows:  # wall, kernels, idle, host ms: the wall and host times positive, idle = wall − kernels
+        wall, kernels, idle, host = (float(cell) for cell in row[-4:])
+        assert wall > 0 and host > 0 and abs(idle - (wall - kernels)) < 0.02
