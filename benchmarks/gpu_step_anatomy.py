@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peer_adapters import Setting  # noqa: E402
-from peers import available, build, synchronize  # noqa: E402
+from peers import available, build, synchronize, timed_step  # noqa: E402
 
 CELLS = {"topk": ("sparsify", 64, 32), "relu": ("dictionary_learning", 16, 0)}
 
@@ -39,14 +38,7 @@ def rows(n: int, d: int, device: str, seed: int = 0) -> torch.Tensor:
 
 
 def step_times(library, batches: list[torch.Tensor], device: str) -> list[float]:
-    times = []
-    for x in batches:
-        synchronize(device)
-        start = time.perf_counter()
-        library.step(x)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
+    return [timed_step(library, x, device) for x in batches]
 
 
 def kernel_ms(library, batches: list[torch.Tensor], device: str) -> float:

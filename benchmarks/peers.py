@@ -163,6 +163,15 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_step(library: Library, x: Tensor, device: str) -> float:
+    """One step of `library` on x, in seconds, with the device idle before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    library.step(x)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def run_rounds(tracks: list[Track], source: TensorSource, s: Setting, steps: int, held_out: Tensor,
                eval_at: set[int], progress: bool = True) -> None:
     """`steps` rounds: every library steps once on the round's batch (first mover rotated), timed alone."""
@@ -171,11 +180,7 @@ def run_rounds(tracks: list[Track], source: TensorSource, s: Setting, steps: int
         x = next(stream)
         order = tracks[r % len(tracks):] + tracks[:r % len(tracks)]
         for track in order:
-            synchronize(s.device)
-            start = time.perf_counter()
-            track.library.step(x)
-            synchronize(s.device)
-            track.times.append(time.perf_counter() - start)
+            track.times.append(timed_step(track.library, x, s.device))
         if r + 1 in eval_at:
             for track in tracks:
                 track.evals.append({"tokens": (r + 1) * s.batch, **evaluate(track.library, held_out, s.width)})
