@@ -100,7 +100,9 @@ class _TopKEncode(torch.autograd.Function):
         indices = top.indices
         if k_aux > 0:
             assert dead_mask is not None, "k_aux > 0 needs the dead-feature mask"  # with ≥ k_aux True (the caller's)
-            aux = pre.masked_fill(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
+            # in place: the main selection is done with `pre`, and a copy of it would page-fault in every step
+            # (≈ 1 s of a d=768 ×64 step on one CPU core, benchmarks/auxk_select.py)
+            aux = pre.masked_fill_(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
             aux_values, aux_indices = aux.values.float(), aux.indices
         else:
             aux_values = values.new_zeros(x.shape[0], 0)
