@@ -154,6 +154,30 @@ def test_sparse_topk_path_matches_dense_reference_including_gradients() -> None:
         torch.testing.assert_close(grads["sparse"][name], value, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_auxk_weight_is_relative_to_the_main_loss_whatever_its_scale() -> None:
+    """AuxK's α weighs it against the main loss in normalised-MSE units (Gao et al.): the term over the
+    reconstruction loss is the same under the paper's loss and plain MSE (scales ≈ 1000× apart), and equals
+    min(n_dead/k_aux, 1)·‖ê − e‖²/‖e − ē‖² / (‖x̂ − x‖²/‖x − x̄‖²) computed by hand."""
+    from clipsteer.sae.objectives import compute_losses
+    dead = torch.zeros(D_SAE, dtype=torch.bool)
+    dead[::3] = True
+    n_dead, k_aux = int(dead.sum()), 7
+    sae = make_sae("topk", "layer_norm", k=5)
+    trace = sae.trace(inputs(32), dead_mask=dead, k_aux=k_aux)
+    ratios = []
+    for kind in ("paper", "mse"):
+        losses = compute_losses(sae, trace, ObjectiveConfig(reconstruction=kind, auxk_k=k_aux), 0.0, dead)
+        ratios.append(float(losses.terms["auxk"] / losses.terms["reconstruction"]))
+    with torch.no_grad():
+        x, recon = trace.x_norm.float(), trace.recon_norm.float()
+        e = x - recon
+        aux_recon = torch.zeros(32, D_SAE).scatter(1, trace.aux_indices, trace.aux_values) @ sae.W_dec
+        gao_auxk = min(n_dead / k_aux, 1.0) * (aux_recon - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
+        main_nmse = e.pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    assert ratios[0] == pytest.approx(ratios[1], rel=1e-4)
+    assert ratios[0] == pytest.approx(float(gao_auxk / main_nmse), rel=1e-4)
+
+
 def test_topk_encode_and_sparse_decode_functions() -> None:
     g = torch.Generator().manual_seed(3)
     x, W, b = torch.randn(10, 8, generator=g), torch.randn(8, 30, generator=g), torch.randn(30, generator=g)

@@ -19,7 +19,9 @@ Dead features (no activation for `dead_feature_window` steps, tracked by the tra
   with layer norm it differs from Prisma's only by the per-token positive factor σ that Prisma's version
   mixes in.
 - AuxK (topk / batchtopk, Gao et al. 2024): the k_aux largest pre-activations among dead features
-  reconstruct the residual; loss = α·min(n_dead/k_aux, 1)·‖ê − e‖² / ‖e − mean(e)‖² (batch sums).
+  reconstruct the residual; loss = α·min(n_dead/k_aux, 1)·‖ê − e‖² / ‖e − mean(e)‖² (batch sums), converted
+  into the reconstruction loss's units (× reconstruction / its normalised MSE, detached), because α is relative
+  to a normalised-MSE main loss (see `auxk_loss`).
 
 Batch statistics (the batch means above, AuxK's variance) go through a `Sync`: in data-parallel training
 they are taken over the global batch, and each rank's loss is scaled so that the mean of the ranks'
@@ -107,7 +109,15 @@ def ghost_grad_loss(sae: SparseAutoencoder, trace: TrainTrace, dead: Tensor, rec
     return (rescale * ghost_elem).mean()
 
 
-def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int, sync: Sync = LOCAL) -> Tensor:
+def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int, main_loss: Tensor,
+              sync: Sync = LOCAL) -> Tensor:
+    """Gao et al.'s AuxK term, min(n_dead/k_aux, 1)·‖ê − e‖² / ‖e − ē‖², in the units of `main_loss`.
+
+    Its weight α is set against a main loss in normalised-MSE units, ‖x̂ − x‖² / ‖x − x̄‖² (Gao et al.); the
+    paper's reconstruction loss is far smaller (it divides by the token norm, and again by d_in in the mean), so
+    α = 1/32 would make AuxK's gradient dominate the step's. The term is therefore multiplied by main_loss / its
+    normalised MSE on this batch (detached). With `normalize_gradient` on, an unconverted AuxK term scaled the
+    main loss's share of the rescaled gradient down by orders of magnitude once it switched on."""
     residual = (trace.x_norm - trace.recon_norm).detach().float()
     if trace.aux_values is not None and trace.aux_indices is not None:
         aux_recon = sparse_decode(trace.aux_values, trace.aux_indices, sae.W_dec)
@@ -116,8 +126,12 @@ def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int
         aux_recon = (trace.aux_codes @ sae.W_dec.to(trace.aux_codes.dtype)).float()
     err = (aux_recon - residual).pow(2).sum()
     total_var = sync.total((residual - sync.row_mean(residual)).pow(2).sum()).clamp_min(1e-8)
+    x = trace.x_norm.detach().float()
+    main_nmse = sync.total(residual.pow(2).sum()) / sync.total((x - sync.row_mean(x)).pow(2).sum()).clamp_min(1e-8)
+    main_value = sync.total(main_loss.float()) / sync.world  # this rank's loss is its rows' mean: the global mean
+    to_main_units = main_value / main_nmse.clamp_min(1e-12)
     # err sums this rank's rows only: × world makes the ranks' mean gradient that of the global ratio
-    return min(n_dead / k_aux, 1.0) * err * sync.world / total_var
+    return min(n_dead / k_aux, 1.0) * err * sync.world / total_var * to_main_units
 
 
 def auxk_size(objective: ObjectiveConfig, d_in: int, n_dead: int) -> int:
@@ -167,7 +181,7 @@ def compute_losses(sae: SparseAutoencoder, trace: TrainTrace, objective: Objecti
     if arch.dead_feature_loss == "auxk":
         k_aux = auxk_size(objective, sae.d_in, n_dead)
         if k_aux > 0:
-            aux = auxk_loss(sae, trace, n_dead, k_aux, sync)
+            aux = auxk_loss(sae, trace, n_dead, k_aux, recon, sync)
             total = total + objective.auxk_coefficient * aux
             terms["auxk"] = aux.detach()
     terms["loss"] = total.detach()

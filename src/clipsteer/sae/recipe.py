@@ -42,7 +42,8 @@ class ObjectiveConfig:
     ghost_grads: bool = True
     """Ghost grads for dead features (relu and jumprelu only)."""
     auxk_coefficient: float = 1 / 32
-    """AuxK loss weight α (topk and batchtopk only; 0 disables)."""
+    """AuxK loss weight α (topk and batchtopk only; 0 disables), relative to the main loss in normalised-MSE
+    units as in Gao et al. (the term is converted into the reconstruction loss's units)."""
     auxk_k: int | None = None
     """Dead features used by AuxK per token (None: d_in // 2, as in Gao et al.)."""
     jumprelu_bandwidth: float = 1e-3
