@@ -124,11 +124,10 @@ class TrainerConfig:
     """Rescale every step's gradient to norm `max_grad_norm` (smaller ones too), so that Adam sees gradients of
     one size. A TopK SAE's gradient norm under the paper's loss falls ≈ 30× over a run (d=768 ×64, in a run clipped
     at 2e-4: 1.3e-2 at the start, 3.6e-4–6.3e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing
-    by the early ones. With it,
-    TopK d=768 ×64 reached dictionary_learning's EV after 1M tokens (0.9632 vs 0.9632; 0.9508 without) with fewer
-    dead features, but at d=128 (4M tokens) it raised EV and the dead fraction above sparsify's (×16 0.174 vs
-    0.173, ×64 0.474 vs 0.422; without it 0.140, 0.260), so it is not the default
-    (benchmarks/results/peers.md §17)."""
+    by the early ones. With it, TopK at d=768 after 1M tokens ended at 0.9632 EV (×64; dictionary_learning 0.9632,
+    the default 0.9508) and 0.9645 (×16; sparsify 0.9578, the default 0.9532), but at d=128 (4M tokens) it raised
+    the dead fraction above sparsify's (×32 0.317 vs 0.290, ×64 0.467–0.474 vs 0.422 over two seeds), so it is not
+    the default (benchmarks/results/peers.md §17, §20)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
