@@ -126,8 +126,8 @@ class TrainerConfig:
     at 2e-4: 1.3e-2 at the start, 3.6e-4–6.3e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing
     by the early ones. With it, TopK at d=768 after 1M tokens ended at 0.9632 EV (×64; dictionary_learning 0.9632,
     the default 0.9508) and 0.9645 (×16; sparsify 0.9578, the default 0.9532), but at d=128 (4M tokens) it raised
-    the dead fraction above sparsify's (×32 0.317 vs 0.290, ×64 0.467–0.474 vs 0.422 over two seeds), so it is not
-    the default (benchmarks/results/peers.md §17, §20)."""
+    the dead fraction above sparsify's (two seeds: ×32 0.317–0.321 vs 0.266–0.290, ×64 0.467–0.474 vs 0.411–0.422),
+    so it is not the default (benchmarks/results/peers.md §17, §20)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
