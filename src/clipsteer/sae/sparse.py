@@ -101,7 +101,7 @@ class _TopKEncode(torch.autograd.Function):
         if k_aux > 0:
             assert dead_mask is not None, "k_aux > 0 needs the dead-feature mask"  # with ≥ k_aux True (the caller's)
             # in place: the main selection is done with `pre`, and a copy of it would page-fault in every step
-            # (≈ 1 s of a d=768 ×64 step on one CPU core, benchmarks/auxk_select.py)
+            # (d=768 ×64 on one shared CPU core: 4.8 s with the copy, 3.4 s without; benchmarks/auxk_select.py)
             aux = pre.masked_fill_(~dead_mask, float("-inf")).topk(k_aux, dim=-1, sorted=False)
             aux_values, aux_indices = aux.values.float(), aux.indices
         else:
