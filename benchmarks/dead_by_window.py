@@ -2,7 +2,7 @@
 so that AuxK acts on them) as training goes, built as `benchmarks/peers.py` builds clipsteer.
 
     PYTHONPATH=src python benchmarks/dead_by_window.py --store <d=128 store> --expansion 64 --steps 977 \
-        --window 100 --normalize-gradient
+        --window 100 --gradient-rescale 1
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=977)
     parser.add_argument("--window", type=int, default=100, help="the dead-feature window counted against")
-    parser.add_argument("--normalize-gradient", action="store_true")
+    parser.add_argument("--gradient-rescale", type=float, default=0.0, help="p (TrainerConfig.gradient_rescale)")
     parser.add_argument("--every", type=int, default=50, help="print every this many steps")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -34,12 +34,12 @@ def main() -> None:
     train, _ = load_rows(args.store, 100, None)  # the last 100 images held out, as peers.py does
     d = train.shape[1]
     setting = Setting("topk", d, d * args.expansion, args.k, 4e-4, args.batch, 0, dead_feature_window=args.window,
-                      normalize_gradient=args.normalize_gradient)
+                      gradient_rescale=args.gradient_rescale)
     library = build("clipsteer", setting, 0.0, train[:16384])
     stats = library.updater.stats
     generator = torch.Generator().manual_seed(0)
-    print(f"d={d} ×{args.expansion}, k {args.k}, window {args.window} steps, rescaled gradient "
-          f"{args.normalize_gradient}; features idle for more than the window, by step:")
+    print(f"d={d} ×{args.expansion}, k {args.k}, window {args.window} steps, gradient rescale "
+          f"p = {args.gradient_rescale}; features idle for more than the window, by step:")
     for step in range(args.steps):
         library.step(train[torch.randint(0, train.shape[0], (args.batch,), generator=generator)])
         if (step + 1) % args.every == 0 or step + 1 == args.steps:

@@ -44,11 +44,14 @@ class Setting:
     (`TrainerConfig.dead_feature_window`; None: the recipe's default)."""
     adam_beta2: float | None = None
     """clipsteer only: Adam's second-moment decay (`TrainerConfig.adam_betas[1]`; None: the recipe's default)."""
-    normalize_gradient: bool = False
-    """clipsteer only: rescale every step's gradient to the clip's norm (`TrainerConfig.normalize_gradient`)."""
+    gradient_rescale: float = 0.0
+    """clipsteer only: p, gradients below the clip scaled up by (clip / norm)^p (`TrainerConfig.gradient_rescale`;
+    1: every step at the clip's norm)."""
     sparsity_warmup_steps: int | None = None
     """clipsteer only: steps over which λ rises from 0 (`ObjectiveConfig.sparsity_warmup_steps`; None: the
     recipe's)."""
+    bias_lr_factor: float = 1.0
+    """clipsteer only: b_enc's and b_dec's lr as a multiple of the lr (`TrainerConfig.bias_lr_factor`)."""
 
 
 class Library:

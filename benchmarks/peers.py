@@ -88,6 +88,7 @@ ABLATIONS = {
     "ln_mse": replace(RECIPES["default"], reconstruction="mse"),
     "raw_paper": replace(RECIPES["default"], normalization="none"),
     "raw_mse": replace(RECIPES["default"], normalization="none", reconstruction="mse"),
+    "const_mse": replace(RECIPES["default"], normalization="constant_scale", reconstruction="mse"),
 }
 
 
@@ -109,7 +110,7 @@ class Clipsteer(Library):
         config = TrainerConfig(tokens_per_batch=s.batch, lr=s.lr, lr_warmup_steps=0, progress=False, seed=s.seed,
                                encoder_init=preset.encoder_init, device=s.device, autocast_bf16=s.autocast_bf16,
                                max_grad_norm=preset.max_grad_norm if s.max_grad_norm is None else s.max_grad_norm or None,
-                               normalize_gradient=s.normalize_gradient,
+                               gradient_rescale=s.gradient_rescale, bias_lr_factor=s.bias_lr_factor,
                                **{key: value for key, value in overrides.items() if value is not None})
         trainer = Trainer([SAERecipe("bench", sae_config, objective)], TensorSource(sample), config)
         (self.updater,) = trainer._build_updaters()
@@ -302,10 +303,11 @@ def memory_probe(args: argparse.Namespace, name: str, lam: float) -> float | Non
            "--k", str(args.k), "--batch", str(args.batch), "--held-out-images", str(args.held_out_images),
            "--max-train-rows", str(args.batch * 4), "--device", args.device, "--memory-child", f"{name}={lam}"]
     clipsteer_settings = {"--max-grad-norm": args.max_grad_norm, "--dead-feature-window": args.dead_feature_window,
-                          "--adam-beta2": args.adam_beta2, "--sparsity-warmup-steps": args.sparsity_warmup_steps}
+                          "--adam-beta2": args.adam_beta2, "--sparsity-warmup-steps": args.sparsity_warmup_steps,
+                          "--gradient-rescale": args.gradient_rescale or None,
+                          "--bias-lr-factor": None if args.bias_lr_factor == 1 else args.bias_lr_factor}
     cmd += [part for flag, value in clipsteer_settings.items() if value is not None for part in (flag, str(value))]
     cmd += ["--autocast-bf16"] if args.autocast_bf16 else []
-    cmd += ["--normalize-gradient"] if args.normalize_gradient else []
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         print(f"memory probe of {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -344,8 +346,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="clipsteer's dead-feature window in steps (AuxK / ghost grads; default: the recipe's)")
     parser.add_argument("--adam-beta2", type=float, default=None,
                         help="clipsteer's Adam second-moment decay (default: the recipe's, 0.999)")
-    parser.add_argument("--normalize-gradient", action="store_true",
-                        help="clipsteer's gradient rescaled to the clip's norm at every step (not only clipped)")
+    parser.add_argument("--gradient-rescale", type=float, default=0.0,
+                        help="clipsteer's p: gradients below the clip scaled up by (clip / norm)^p (default 0: "
+                             "clipped only; 1: every step at the clip's norm)")
+    parser.add_argument("--bias-lr-factor", type=float, default=1.0,
+                        help="clipsteer's b_enc and b_dec lr as a multiple of --lr (default 1)")
     parser.add_argument("--sparsity-warmup-steps", type=int, default=None,
                         help="clipsteer's λ warm-up in steps (default: the recipe's — 60, or 0 for clipsteer-paper)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per library (subprocesses)")
@@ -359,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     d = train.shape[1]
     s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
                 args.device, args.max_grad_norm, args.autocast_bf16, args.dead_feature_window,
-                args.adam_beta2, args.normalize_gradient, args.sparsity_warmup_steps)
+                args.adam_beta2, args.gradient_rescale, args.sparsity_warmup_steps, args.bias_lr_factor)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
@@ -434,7 +439,8 @@ def markdown(result: dict[str, Any]) -> str:
              + (f", clipsteer's dead-feature window {s['dead_feature_window']} steps"
                 if s.get("dead_feature_window") is not None else "")
              + (f", clipsteer's Adam β2 {s['adam_beta2']}" if s.get("adam_beta2") is not None else "")
-             + (", clipsteer's gradient rescaled to the clip's norm" if s.get("normalize_gradient") else "")
+             + (f", clipsteer's gradient rescale p = {s['gradient_rescale']}" if s.get("gradient_rescale") else "")
+             + (f", clipsteer's bias lr × {s['bias_lr_factor']}" if s.get("bias_lr_factor", 1) != 1 else "")
              + (f", clipsteer's λ warm-up {s['sparsity_warmup_steps']} steps"
                 if s.get("sparsity_warmup_steps") is not None else ""), "",
              f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}"

@@ -129,7 +129,7 @@ def test_paper_recipe_restores_the_papers_settings() -> None:
     assert paper.trainer.encoder_init == "decoder_transpose" and paper.trainer.max_grad_norm == 1.0
     assert paper.objective.sparsity_coefficient == 1e-4 and paper.trainer.lr == 4e-4
     assert paper.trainer.lr_warmup_steps == 200 and paper.trainer.tokens_per_batch == 4096
-    assert paper.objective.sparsity_warmup_steps == 0
+    assert paper.objective.sparsity_warmup_steps == 0 and paper.trainer.gradient_rescale == 0
     default = apply_recipe(TrainConfig(store=Path("s")))
     preset = RECIPES["default"]
     assert (default.normalization, default.objective.reconstruction, default.trainer.encoder_init,
@@ -162,22 +162,23 @@ def test_gradient_clip_per_architecture(architecture: str, max_grad_norm: float 
     assert updater.max_grad_norm == expected
 
 
-@pytest.mark.parametrize(("normalize", "max_grad_norm", "expected"), [
-    (False, "per_architecture", False), (True, "per_architecture", True), (True, 1.0, True)])
-def test_gradient_normalization_is_opt_in(normalize: bool, max_grad_norm: float | str, expected: bool) -> None:
+@pytest.mark.parametrize(("rescale", "max_grad_norm", "expected"), [
+    (0.0, "per_architecture", 0.0), (1.0, "per_architecture", 1.0), (0.5, 0.02, 0.5), (0.0, None, 0.0)])
+def test_gradient_rescale_is_opt_in(rescale: float, max_grad_norm: float | str | None, expected: float) -> None:
     config = SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=4)
-    trainer = TrainerConfig(max_grad_norm=max_grad_norm, normalize_gradient=normalize)  # type: ignore[arg-type]
-    assert SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), trainer).normalize_gradient is expected
-    assert TrainerConfig().normalize_gradient is False
+    trainer = TrainerConfig(max_grad_norm=max_grad_norm, gradient_rescale=rescale)  # type: ignore[arg-type]
+    assert SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), trainer).gradient_rescale == expected
+    assert TrainerConfig().gradient_rescale == 0.0
 
 
-@pytest.mark.parametrize(("normalize", "target"), [(True, 10.0), (True, 1e-3), (False, 10.0), (False, 1e-3)])
-def test_adam_sees_the_normalized_gradient(world: SparseWorld, normalize: bool, target: float) -> None:
-    """With normalization every step's gradient reaches Adam at norm `max_grad_norm`, scaled up or down; a plain
-    clip only scales down (here the raw norm lies between the two targets)."""
+@pytest.mark.parametrize("power", [0.0, 0.25, 1.0])
+@pytest.mark.parametrize("target", [10.0, 1e-3])
+def test_adam_sees_the_rescaled_gradient(world: SparseWorld, power: float, target: float) -> None:
+    """A gradient of norm n below the clip c reaches Adam at norm c^p·n^(1−p); one above it is clipped to c
+    whatever p (here the raw norm lies between the two clips)."""
     config = SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=4)
     updater = SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config),
-                         TrainerConfig(max_grad_norm=target, normalize_gradient=normalize))
+                         TrainerConfig(max_grad_norm=target, gradient_rescale=power))
     seen: list[float] = []
     adam_step = updater.optimizer.step
 
@@ -189,13 +190,21 @@ def test_adam_sees_the_normalized_gradient(world: SparseWorld, normalize: bool, 
     updater.optimizer.step = recording_step  # type: ignore[method-assign]
     metrics = updater.step(world.data[:256], 0, 1e-3, want_metrics=True)
     assert metrics is not None and 1e-3 < metrics["grad_norm"] < 10.0  # the raw norm, logged before rescaling
-    expected = target if normalize else min(target, metrics["grad_norm"])
+    raw = metrics["grad_norm"]
+    expected = target ** power * raw ** (1 - power) if raw < target else target
     assert seen == [pytest.approx(expected, rel=1e-4)]
 
 
-def test_gradient_normalization_needs_a_norm() -> None:
-    with pytest.raises(ValueError, match="normalize_gradient"):
-        TrainerConfig(max_grad_norm=None, normalize_gradient=True)
+@pytest.mark.parametrize("rescale", [-0.1, 1.5, float("nan"), True, "always"])
+def test_gradient_rescale_rejects_a_bad_value(rescale: object) -> None:
+    with pytest.raises(ValueError, match="gradient_rescale"):
+        TrainerConfig(gradient_rescale=rescale)  # type: ignore[arg-type]
+
+
+def test_gradient_rescale_needs_a_norm() -> None:
+    with pytest.raises(ValueError, match="gradient_rescale"):
+        TrainerConfig(max_grad_norm=None, gradient_rescale=0.5)
+    assert TrainerConfig(max_grad_norm=None, gradient_rescale=0.0).max_grad_norm is None
 
 
 def test_gradient_clip_rejects_a_bad_value() -> None:
@@ -205,3 +214,23 @@ def test_gradient_clip_rejects_a_bad_value() -> None:
         TrainerConfig(max_grad_norm=0.0)
     with pytest.raises(ValueError, match="max_grad_norm"):
         TrainerConfig(max_grad_norm=True)  # a bool is an int to Python, not a clip
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.25])
+def test_bias_lr_factor_scales_the_biases_steps_only(world: SparseWorld, factor: float) -> None:
+    """Adam's first step moves every element with a gradient by lr·sign(gradient): by lr·factor for b_enc and
+    b_dec, by lr for W_enc."""
+    config = SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=4)
+    updater = SAEUpdater(SAERecipe("x", config), SparseAutoencoder(config), TrainerConfig(bias_lr_factor=factor))
+    sae, lr = updater.sae, 1e-3
+    before = {name: p.detach().clone() for name, p in sae.named_parameters()}
+    updater.step(world.data[:256], 0, lr)
+    for name, expected in (("b_enc", lr * factor), ("b_dec", lr * factor), ("W_enc", lr)):
+        moved = (getattr(sae, name).detach() - before[name]).abs()
+        assert moved.max() == pytest.approx(expected, rel=1e-3), name
+    assert len(updater.optimizer.param_groups) == (1 if factor == 1 else 2)  # the default keeps one group
+
+
+def test_bias_lr_factor_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="bias_lr_factor"):
+        TrainerConfig(bias_lr_factor=0.0)

@@ -93,7 +93,7 @@ class ArchSpec:
     (binding at every step: Adam sees gradients of one size) it ended 0.002–0.007 above from L0 80 to 1489
     (benchmarks/results/peers.md §15–16). The others keep the paper's 1.0: TopK's gradient norm falls below 0.02
     within ~100 steps (at d=768 the 0.02 clip never binds), and on the toy, TopK SAEs trained with it did worse in
-    the typographic defense (§16); `TrainerConfig.normalize_gradient` rescales every step's gradient to this norm
+    the typographic defense (§16); `TrainerConfig.gradient_rescale` scales small gradients up towards this norm
     instead (opt-in). BatchTopK and JumpReLU were not measured."""
 
     @property

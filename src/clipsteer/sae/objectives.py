@@ -116,8 +116,8 @@ def auxk_loss(sae: SparseAutoencoder, trace: TrainTrace, n_dead: int, k_aux: int
     Its weight α is set against a main loss in normalised-MSE units, ‖x̂ − x‖² / ‖x − x̄‖² (Gao et al.); the
     paper's reconstruction loss is far smaller (it divides by the token norm, and again by d_in in the mean), so
     α = 1/32 would make AuxK's gradient dominate the step's. The term is therefore multiplied by main_loss / its
-    normalised MSE on this batch (detached). With `normalize_gradient` on, an unconverted AuxK term scaled the
-    main loss's share of the rescaled gradient down by orders of magnitude once it switched on."""
+    normalised MSE on this batch (detached). With the gradient rescaled to the clip's norm, an unconverted AuxK
+    term scaled the main loss's share of the step down by orders of magnitude once it switched on."""
     residual = (trace.x_norm - trace.recon_norm).detach().float()
     if trace.aux_values is not None and trace.aux_indices is not None:
         aux_recon = sparse_decode(trace.aux_values, trace.aux_indices, sae.W_dec)

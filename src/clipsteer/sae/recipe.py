@@ -120,14 +120,18 @@ class TrainerConfig:
     max_grad_norm: float | Literal["per_architecture"] | None = "per_architecture"
     """Gradient clipping by global norm per SAE (None: off). `per_architecture`: the architecture's
     `max_grad_norm` (relu 0.02, others 1.0); the paper clips every SAE at 1.0 (`--recipe paper`)."""
-    normalize_gradient: bool = False
-    """Rescale every step's gradient to norm `max_grad_norm` (smaller ones too), so that Adam sees gradients of
-    one size. A TopK SAE's gradient norm under the paper's loss falls ≈ 30× over a run (d=768 ×64, in a run clipped
-    at 2e-4: 1.3e-2 at the start, 3.6e-4–6.3e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing
-    by the early ones. With it, TopK at d=768 after 1M tokens ended at 0.9632 EV (×64; dictionary_learning 0.9632,
-    the default 0.9508) and 0.9645 (×16; sparsify 0.9578, the default 0.9532), but at d=128 (4M tokens) it raised
-    the dead fraction above sparsify's (two seeds: ×32 0.317–0.321 vs 0.266–0.290, ×64 0.467–0.474 vs 0.411–0.422),
-    so it is not the default (benchmarks/results/peers.md §17, §20)."""
+    gradient_rescale: float = 0.0
+    """p in [0, 1]: a step's gradient whose norm n is below the clip c reaches Adam scaled up by (c/n)^p, at norm
+    c^p·n^(1−p). 0 only clips (the default and the paper); 1 gives every step norm c, so that Adam sees gradients
+    of one size. A TopK SAE's gradient norm under the paper's loss falls ≈ 30× over a run (d=768 ×64: 1.3e-2 at the
+    start, 3.6e-4–6.3e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing by the early ones. With
+    p = 1, TopK at d=768 after 1M tokens ended at 0.9632 EV (×64; dictionary_learning 0.9632, the default 0.9508)
+    and 0.9645 (×16), but at d=128 (4M tokens) more features stayed dead (×64 0.467–0.474 against the default's
+    0.260–0.283); p = 0.25 and 0.5 land in between at both (benchmarks/results/peers.md §17, §20, §21)."""
+    bias_lr_factor: float = 1.0
+    """b_enc's and b_dec's learning rate as a multiple of `lr` (1: the same). The biases live in the units of the
+    SAE's (normalised) input while the unit-norm decoder and the encoder do not, so how far a step moves them
+    relative to the data depends on the input's scale (benchmarks/results/peers.md §21)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Decoder bias at initialisation: the geometric median or mean of a sample, or zeros."""
     encoder_init: EncoderInit = "fitted_scale"
@@ -167,6 +171,8 @@ class TrainerConfig:
         for field in positive:
             if getattr(self, field) <= 0:
                 raise ValueError(f"TrainerConfig.{field}={getattr(self, field)}: expected a positive integer")
+        if not self.bias_lr_factor > 0:
+            raise ValueError(f"TrainerConfig.bias_lr_factor={self.bias_lr_factor}: expected a positive number")
         if self.lr <= 0 or not 0 < self.lr_end_factor <= 1:
             raise ValueError(f"TrainerConfig: lr={self.lr} must be > 0 and lr_end_factor={self.lr_end_factor} in (0, 1]")
         if self.lr_warmup_steps < 0 or self.dead_feature_window < 0:
@@ -176,9 +182,12 @@ class TrainerConfig:
         if clip is not None and clip != "per_architecture" and not (is_number and clip > 0):
             raise ValueError(f"TrainerConfig.max_grad_norm={clip!r}: expected a positive number, 'per_architecture' "
                              "or None (no clipping)")
-        if self.normalize_gradient and clip is None:
-            raise ValueError("TrainerConfig.normalize_gradient=True rescales gradients to norm max_grad_norm, "
-                             "which is None: set --trainer.max-grad-norm")
+        rescale = self.gradient_rescale
+        if not (isinstance(rescale, int | float) and not isinstance(rescale, bool) and 0 <= rescale <= 1):
+            raise ValueError(f"TrainerConfig.gradient_rescale={rescale!r}: expected a number in [0, 1]")
+        if rescale > 0 and clip is None:
+            raise ValueError(f"TrainerConfig.gradient_rescale={rescale} rescales gradients towards the norm "
+                             "max_grad_norm, which is None: set --trainer.max-grad-norm")
 
     @property
     def total_steps(self) -> int:

@@ -14,6 +14,7 @@ statistics and averages the logged metrics. The default `LOCAL` sync does nothin
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,12 +28,19 @@ from clipsteer.sae.stats import FeatureStats
 from clipsteer.sae.workspace import W_ENC_GRAD, Workspace
 
 
-def make_adam(params: list[torch.nn.Parameter], config: TrainerConfig) -> torch.optim.Adam:
-    """Adam with default eps; the fused kernel where the device supports it (it is deterministic)."""
+def make_adam(sae: SparseAutoencoder, config: TrainerConfig) -> torch.optim.Adam:
+    """Adam with default eps; the fused kernel where the device supports it (it is deterministic). With
+    `bias_lr_factor` ≠ 1, b_enc and b_dec form a second parameter group whose lr is that factor times the step's."""
+    params = list(sae.parameters())
+    groups: list[dict[str, Any]] = [{"params": params, "lr_factor": 1.0}]
+    if config.bias_lr_factor != 1.0:
+        biases = {id(sae.b_enc), id(sae.b_dec)}
+        groups = [{"params": [p for p in params if id(p) not in biases], "lr_factor": 1.0},
+                  {"params": [sae.b_enc, sae.b_dec], "lr_factor": config.bias_lr_factor}]
     try:
-        return torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas, fused=True)
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.adam_betas, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.adam_betas)
 
 
 @torch.no_grad()
@@ -61,7 +69,7 @@ class SAEUpdater:
         self.sync = sync
         self.sae = sae
         self.config = config
-        self.optimizer = make_adam(list(sae.parameters()), config)
+        self.optimizer = make_adam(sae, config)
         self.stats = FeatureStats(sae.d_sae, device=sae.W_enc.device)
         self.pending_window_summary: dict[str, float] = {}
         self.workspace = Workspace()  # [N, d_sae] buffers reused every step (see clipsteer.sae.workspace)
@@ -77,16 +85,16 @@ class SAEUpdater:
         return self.sae.spec.max_grad_norm if clip == "per_architecture" else clip
 
     @property
-    def normalize_gradient(self) -> bool:
-        """Whether every step's gradient is rescaled to norm `max_grad_norm` (not only clipped)."""
-        return self.config.normalize_gradient and self.max_grad_norm is not None
+    def gradient_rescale(self) -> float:
+        """p: a gradient of norm n below the clip c reaches Adam at norm c^p·n^(1−p) (0: clipped only)."""
+        return 0.0 if self.max_grad_norm is None else float(self.config.gradient_rescale)
 
     def step(self, x: Tensor, step: int, lr: float, want_metrics: bool = False) -> dict[str, float] | None:
         """x: [N, d_in] (fp32). Returns logging metrics when `want_metrics`."""
         sae, objective, config = self.sae, self.recipe.objective, self.config
         sae.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_factor"]
         coefficient = linear_warmup(step, target=objective.sparsity_coefficient, warmup=objective.sparsity_warmup_steps)
         dead_mask = self.stats.dead_mask(config.dead_feature_window)
         n_dead = int(dead_mask.sum())
@@ -117,10 +125,12 @@ class SAEUpdater:
             raise FloatingPointError(f"SAE {self.name!r}: non-finite loss {loss_value} at step {step} "
                                      f"(terms {({k: float(v) for k, v in losses.terms.items()})}); try a lower lr "
                                      "or disable autocast")
-        if clip is not None and self.normalize_gradient and 0 < grad_norm < clip:
-            for p in sae.parameters():  # clipping only scales down; normalising also scales up
+        power = self.gradient_rescale
+        if clip is not None and power > 0 and 0 < grad_norm < clip:
+            factor = (clip / grad_norm) ** power  # clipping only scales down; this scales small gradients up
+            for p in sae.parameters():
                 if p.grad is not None:
-                    p.grad.mul_(clip / grad_norm)
+                    p.grad.mul_(factor)
         self.optimizer.step()
         sae.set_decoder_unit_norm_()
         self._update_batch_threshold(trace)
