@@ -127,7 +127,7 @@ class TrainerConfig:
     start, 3.6e-4–6.3e-4 from a quarter of the way on) while Adam (β2 0.999) keeps dividing by the early ones. With
     p = 1, TopK at d=768 after 1M tokens ended at 0.9632 EV (×64; dictionary_learning 0.9632, the default 0.9508)
     and 0.9645 (×16), but at d=128 (4M tokens) more features stayed dead (×64 0.467–0.474 against the default's
-    0.260–0.283); p = 0.25 and 0.5 land in between at both (benchmarks/results/peers.md §17, §20, §21)."""
+    0.260–0.283); p = 0.25 and 0.5 land in between in EV at both (benchmarks/results/peers.md §17, §20, §21)."""
     bias_lr_factor: float = 1.0
     """b_enc's and b_dec's learning rate as a multiple of `lr` (1: the same). The biases live in the units of the
     SAE's (normalised) input while the unit-norm decoder and the encoder do not, so how far a step moves them
