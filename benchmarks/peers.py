@@ -362,9 +362,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = load_rows(args.store, args.held_out_images, args.max_train_rows)
     train, held_out = train.to(args.device), held_out.to(args.device)
     d = train.shape[1]
-    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed, args.encoder_scale,
-                args.device, args.max_grad_norm, args.autocast_bf16, args.dead_feature_window,
-                args.adam_beta2, args.gradient_rescale, args.sparsity_warmup_steps, args.bias_lr_factor)
+    s = Setting(args.arch, d, d * args.expansion, args.k, args.lr, args.batch, args.seed,
+                # the optional knobs by name: a field added to Setting cannot shift them
+                encoder_scale=args.encoder_scale, device=args.device, max_grad_norm=args.max_grad_norm,
+                autocast_bf16=args.autocast_bf16, dead_feature_window=args.dead_feature_window,
+                adam_beta2=args.adam_beta2, gradient_rescale=args.gradient_rescale,
+                sparsity_warmup_steps=args.sparsity_warmup_steps, bias_lr_factor=args.bias_lr_factor)
     sample = train[:16384]
     lambdas = parse_lambdas(args.lambdas)
 
