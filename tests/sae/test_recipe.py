@@ -231,6 +231,7 @@ def test_bias_lr_factor_scales_the_biases_steps_only(world: SparseWorld, factor:
     assert len(updater.optimizer.param_groups) == (1 if factor == 1 else 2)  # the default keeps one group
 
 
-def test_bias_lr_factor_must_be_positive() -> None:
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), True, "fast"])
+def test_bias_lr_factor_must_be_positive(factor: object) -> None:
     with pytest.raises(ValueError, match="bias_lr_factor"):
-        TrainerConfig(bias_lr_factor=0.0)
+        TrainerConfig(bias_lr_factor=factor)  # type: ignore[arg-type]

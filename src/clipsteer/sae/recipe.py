@@ -174,19 +174,18 @@ class TrainerConfig:
         for field in positive:
             if getattr(self, field) <= 0:
                 raise ValueError(f"TrainerConfig.{field}={getattr(self, field)}: expected a positive integer")
-        if not self.bias_lr_factor > 0:
-            raise ValueError(f"TrainerConfig.bias_lr_factor={self.bias_lr_factor}: expected a positive number")
+        if not (_is_number(self.bias_lr_factor) and self.bias_lr_factor > 0):
+            raise ValueError(f"TrainerConfig.bias_lr_factor={self.bias_lr_factor!r}: expected a positive number")
         if self.lr <= 0 or not 0 < self.lr_end_factor <= 1:
             raise ValueError(f"TrainerConfig: lr={self.lr} must be > 0 and lr_end_factor={self.lr_end_factor} in (0, 1]")
         if self.lr_warmup_steps < 0 or self.dead_feature_window < 0:
             raise ValueError("TrainerConfig: lr_warmup_steps and dead_feature_window must be >= 0")
         clip = self.max_grad_norm
-        is_number = isinstance(clip, int | float) and not isinstance(clip, bool)  # True is an int to Python
-        if clip is not None and clip != "per_architecture" and not (is_number and clip > 0):
+        if clip is not None and clip != "per_architecture" and not (_is_number(clip) and clip > 0):
             raise ValueError(f"TrainerConfig.max_grad_norm={clip!r}: expected a positive number, 'per_architecture' "
                              "or None (no clipping)")
         rescale = self.gradient_rescale
-        if not (isinstance(rescale, int | float) and not isinstance(rescale, bool) and 0 <= rescale <= 1):
+        if not (_is_number(rescale) and 0 <= rescale <= 1):
             raise ValueError(f"TrainerConfig.gradient_rescale={rescale!r}: expected a number in [0, 1]")
         if rescale > 0 and clip is None:
             raise ValueError(f"TrainerConfig.gradient_rescale={rescale} rescales gradients towards the norm "
@@ -195,6 +194,11 @@ class TrainerConfig:
     @property
     def total_steps(self) -> int:
         return math.ceil(self.total_tokens / self.tokens_per_batch)
+
+
+def _is_number(value: object) -> bool:
+    """An int or float that is not a bool (True is an int to Python); NaN passes here and fails any comparison."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # Fields that may differ between an interrupted run and its resumption without changing the result.
