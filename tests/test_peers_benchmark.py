@@ -114,3 +114,56 @@ def test_gpu_step_anatomy_runs_at_a_toy_size() -> None:
     for row in rows:  # wall, kernels, idle, host ms: the wall and host times positive, idle = wall − kernels
         wall, kernels, idle, host = (float(cell) for cell in row[-4:])
         assert wall > 0 and host > 0 and abs(idle - (wall - kernels)) < 0.02
+
+
+def load_export():
+    spec = importlib.util.spec_from_file_location("peer_sae_export", PEERS_SCRIPT.parent / "peer_sae_export.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class PeerLayoutTopK(torch.nn.Module):
+    """dictionary_learning's AutoEncoderTopK layout and forward, written out: codes = top-k of
+    ReLU(encoder(x − b_dec)), x̂ = decoder(codes) + b_dec."""
+
+    def __init__(self, d: int, width: int, k: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.k = k
+        self.encoder = torch.nn.Linear(d, width)
+        self.decoder = torch.nn.Linear(width, d, bias=False)
+        self.b_dec = torch.nn.Parameter(torch.zeros(d))
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        post = torch.relu(self.encoder(x - self.b_dec))
+        top = post.topk(self.k, dim=-1)
+        return self.decoder(torch.zeros_like(post).scatter_(-1, top.indices, top.values)) + self.b_dec
+
+
+def test_peer_sae_export_encodes_as_the_peer_does() -> None:
+    from clipsteer.sae.config import SAEConfig
+
+    export = load_export()
+    generator = torch.Generator().manual_seed(0)
+    ae = PeerLayoutTopK(D, 4 * D, 3, generator)
+    sae = export.as_clipsteer(ae, SAEConfig(d_in=D, d_sae=4 * D, architecture="topk", k=3, normalization="none"))
+    x = torch.randn(50, D, generator=generator)
+    with torch.no_grad():
+        assert torch.allclose(sae.decode(sae.encode(x)), ae(x), atol=1e-4)
+        assert ((sae.encode(x) > 0).sum(-1) <= 3).all()
+
+
+def test_peer_sae_export_writes_a_loadable_sae(store: Path, tmp_path: Path) -> None:
+    if importlib.util.find_spec("dictionary_learning") is None:
+        pytest.skip("dictionary_learning is not installed (pip install -e .[peers] torch==2.13.0 to run it)")
+    from clipsteer.sae.io import load_sae
+
+    path = load_export().main(["--store", str(store), "--out", str(tmp_path / "sae"), "--tokens", str(64 * 4),
+                               "--batch", "64", "--expansion", "2", "--k", "4"])
+    sae = load_sae(path)
+    assert (sae.config.site, sae.config.k, sae.config.d_sae, sae.config.normalization) == \
+        ("blocks.1.resid_post", 4, 2 * D, "none")
