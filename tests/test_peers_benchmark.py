@@ -22,13 +22,18 @@ PEERS_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
 D, TOKENS, IMAGES = 16, 5, 120
 
 
-def load_peers():
-    spec = importlib.util.spec_from_file_location("peers_benchmark", PEERS_SCRIPT)
+def load_script(path: Path, name: str):
+    """A benchmarks/ script imported as module `name` (registered: dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up there
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_peers():
+    return load_script(PEERS_SCRIPT, "peers_benchmark")
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +122,7 @@ def test_gpu_step_anatomy_runs_at_a_toy_size() -> None:
 
 
 def load_export():
-    spec = importlib.util.spec_from_file_location("peer_sae_export", PEERS_SCRIPT.parent / "peer_sae_export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(PEERS_SCRIPT.parent / "peer_sae_export.py", "peer_sae_export")
 
 
 class PeerLayoutTopK(torch.nn.Module):
