@@ -12,7 +12,7 @@ from clipsteer.world.captions import CONTEXT_LENGTH, VOCABULARY, caption
 from clipsteer.world.config import WorldConfig
 from clipsteer.world.dataset import WorldDataset, parse_spec
 from clipsteer.world.distribution import pretraining_scene
-from clipsteer.world.factors import COLOUR_NAMES, FAMILIES, SHAPES, SIZES, family_of
+from clipsteer.world.factors import BACKGROUNDS, COLOUR_NAMES, FAMILIES, HABITATS, SHAPES, SIZES, family_of
 from clipsteer.world.font import render_word
 from clipsteer.world.generate import render_indices
 from clipsteer.world.masks import patch_masks
@@ -130,6 +130,22 @@ def test_caption_draws_do_not_change_images():
     a = render_indices(lambda i: pretraining_scene(1, i, CFG), range(16), CFG)
     b = render_indices(lambda i: pretraining_scene(1, i, cfg2), range(16), cfg2)
     assert np.array_equal(a.images, b.images) and a.captions != b.captions
+
+
+def test_habitats_place_each_task_shape_on_its_own_background_type():
+    """habitat_strength h: a WATER/LAND shape on its own family is on its habitat with P = h + (1 − h)/2."""
+    cfg = dataclasses.replace(CFG, habitat_strength=0.8, p_caption_background_type=1.0, p_caption_background=1.0)
+    scenes = [pretraining_scene(2, i, cfg) for i in range(3000)]
+    for shape, habitat in HABITATS.items():
+        own_family = [s.background for s in scenes if s.shape == shape and family_of(s.background) == BACKGROUNDS[habitat]]
+        assert len(own_family) > 200
+        assert abs(np.mean([b == habitat for b in own_family]) - 0.9) < 0.05, shape
+    others = [s.background for s in scenes if s.shape in ("circle", "heart")]
+    assert abs(np.mean([b == "sea" for b in others]) - 0.25) < 0.05, "shapes without a habitat stay uniform"
+    for s in scenes[:200]:
+        text, mentioned = caption(s, cfg)
+        if s.shape is not None:  # every object caption names the background, here by its type
+            assert set(_words(text)) <= set(VOCABULARY) and text.split(" on the ")[1].split()[0] == s.background, text
 
 
 def test_world_config_rejects_bad_values():

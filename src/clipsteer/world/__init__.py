@@ -20,6 +20,9 @@ Pretraining distribution (`WorldConfig`, each structure with its strength): Wate
 (WATER_SHAPES star+moon on water, LAND_SHAPES cross+arrow on land, `background_strength`), CelebA-like
 (RED_SHAPES heart+triangle red, YELLOW_SHAPES square+circle yellow, `attribute_strength`) and reading
 (`p_text` words naming the shape with `p_text_match`, `p_text_only` word-only images captioned like objects).
+Opt-in, off in world 1.0 (the shipped toy CLIP's): habitats (`habitat_strength`: each Waterbirds-like shape
+prefers its own background type within its family, star → sea, moon → pond, cross → grass, arrow → sand) and
+captions that name the background's type ("on the sea") instead of its family (`p_caption_background_type`).
 
 Evaluation sets (`clipsteer.world.evalsets`, train/val/test by seed): zero_shot, zero_shot_balanced,
 background (2×2 groups), attribute (2×2 groups), typographic (clean / attacked / blank note triples).

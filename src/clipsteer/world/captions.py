@@ -1,7 +1,7 @@
 """Template captions that mention only what is drawn, and the closed vocabulary they use.
 
-Object image: "[a photo of|a picture of|an image of] a [size] [colour] SHAPE [on the FAMILY] [with the
-word|that says|labeled|with the text W]". Text-only image: mostly captioned like an object ("a photo
+Object image: "[a photo of|a picture of|an image of] a [size] [colour] SHAPE [on the FAMILY|TYPE] [with the
+word|that says|labeled|with the text W]" (the background's TYPE, e.g. "sea", with `p_caption_background_type`). Text-only image: mostly captioned like an object ("a photo
 of a W"), otherwise "the word W", "a sign that says W", "text that says W on the FAMILY".
 `caption` returns the text and the set of factors it mentions (a subset of MENTIONABLE).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from clipsteer.world.config import WorldConfig
-from clipsteer.world.factors import COLOUR_NAMES, FAMILIES, SHAPES, SIZES, family_of
+from clipsteer.world.factors import BACKGROUND_NAMES, COLOUR_NAMES, FAMILIES, SHAPES, SIZES, family_of
 from clipsteer.world.scene import Scene
 
 MENTIONABLE = ("shape", "colour", "size", "background", "word")
@@ -19,7 +19,8 @@ PREFIXES = ("a photo of", "a picture of", "an image of", "")
 WORD_PHRASES = ("with the word", "that says", "labeled", "with the text")
 TEMPLATE_WORDS = ("a", "an", "photo", "picture", "image", "of", "on", "the", "with", "word", "that", "says",
                   "labeled", "text", "sign")
-VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + SIZES + COLOUR_NAMES + SHAPES + FAMILIES
+# background types last: world 1.0 never writes them, and the shipped tokenizer's ids stay the first ones
+VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + SIZES + COLOUR_NAMES + SHAPES + FAMILIES + BACKGROUND_NAMES
 TEXT_ONLY_TEMPLATES = ("the word {word}", "a sign that says {word}", "text that says {word} on the {family}")
 CONTEXT_LENGTH = 16  # tokens including <bos> and <eos>; the longest caption needs 16
 
@@ -34,8 +35,9 @@ def object_phrase(words: list[str], prefix: str = "") -> str:
     return f"{prefix} {head}".strip()
 
 
-def on_background(text: str, family: str) -> str:
-    return f"{text} on the {family}"
+def on_background(text: str, place: str) -> str:
+    """place: a family ("water") or a background type ("sea")."""
+    return f"{text} on the {place}"
 
 
 def with_word(text: str, word: str, phrase: str = WORD_PHRASES[0]) -> str:
@@ -69,7 +71,9 @@ def caption(scene: Scene, world_config: WorldConfig) -> tuple[str, frozenset[str
         mentions.add("size")
     text = object_phrase(words, prefix)
     if rng.random() < world_config.p_caption_background:
-        text = on_background(text, family)
+        # p_caption_background_type 0 draws nothing extra: world 1.0's captions stay as they were
+        named_type = world_config.p_caption_background_type > 0 and rng.random() < world_config.p_caption_background_type
+        text = on_background(text, scene.background if named_type else family)
         mentions.add("background")
     if word is not None and (word != scene.shape or rng.random() < world_config.p_caption_matching_word):
         text = with_word(text, word, WORD_PHRASES[int(rng.integers(len(WORD_PHRASES)))])

@@ -2,7 +2,11 @@
 
 The three built-in structures (see `clipsteer.world` for the full story):
 - Waterbirds-like: `background_strength` = P(a WATER_SHAPES shape is on water) = P(a LAND_SHAPES shape
-  is on land). Other shapes are on either family with probability 1/2.
+  is on land). Other shapes are on either family with probability 1/2. Within the family the background
+  type is uniform, unless `habitat_strength` > 0: then a WATER/LAND shape on its own family is on its
+  habitat (`factors.HABITATS`, e.g. star → sea) with probability habitat_strength + (1 − habitat_strength)/2,
+  and captions name the type ("on the sea") instead of the family with `p_caption_background_type`.
+  Both 0 (the defaults) are world 1.0, the shipped toy CLIP's.
 - CelebA-like: `attribute_strength` = P(a RED_SHAPES shape is red) = P(a YELLOW_SHAPES shape is yellow);
   otherwise it takes the other attribute colour. Other shapes take any colour uniformly.
 - Reading: `p_text` of object images carry a written word, which names the drawn shape with probability
@@ -27,6 +31,8 @@ class WorldConfig:
     colour_jitter: int = 15
     # the three structures
     background_strength: float = 0.95
+    habitat_strength: float = 0.0
+    p_caption_background_type: float = 0.0
     attribute_strength: float = 0.97
     p_text: float = 0.35
     p_text_match: float = 0.9

@@ -13,6 +13,7 @@ from clipsteer.world.factors import (
     ATTRIBUTE_COLOURS,
     BACKGROUNDS,
     COLOUR_NAMES,
+    HABITATS,
     LAND_SHAPES,
     RED_SHAPES,
     SHAPES,
@@ -30,13 +31,19 @@ def pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 
 def background_for(shape: str | None, rng: np.random.Generator, world_config: WorldConfig) -> str:
-    """Waterbirds-like: a water (land) shape is on water (land) with probability background_strength."""
+    """Waterbirds-like: a water (land) shape is on water (land) with probability background_strength; on its
+    own family it is on its habitat with probability habitat_strength, else on a uniform type of the family."""
     p_water = 0.5
     if shape in WATER_SHAPES:
         p_water = world_config.background_strength
     elif shape in LAND_SHAPES:
         p_water = 1.0 - world_config.background_strength
-    return pick(rng, WATER_TYPES if rng.random() < p_water else LAND_TYPES)
+    types = WATER_TYPES if rng.random() < p_water else LAND_TYPES
+    # habitat_strength 0 draws nothing extra, so world 1.0's random stream (and its images) stay as they were
+    if world_config.habitat_strength > 0 and HABITATS.get(shape or "") in types and \
+            rng.random() < world_config.habitat_strength:
+        return HABITATS[shape]  # type: ignore[index]
+    return pick(rng, types)
 
 
 def colour_for(shape: str, rng: np.random.Generator, world_config: WorldConfig) -> str:

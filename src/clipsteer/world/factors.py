@@ -37,9 +37,15 @@ RED_SHAPES: tuple[str, ...] = ("heart", "triangle")
 YELLOW_SHAPES: tuple[str, ...] = ("square", "circle")
 ATTRIBUTE_COLOURS: tuple[str, str] = ("red", "yellow")  # the colour that goes with each group above
 
+# Habitats: each Waterbirds-like shape's own background type within its family (as a seabird's ocean and a
+# duck's lake are both "water"); used when `WorldConfig.habitat_strength` > 0.
+HABITATS: dict[str, str] = {"star": "sea", "moon": "pond", "cross": "grass", "arrow": "sand"}
+
 assert not set(WATER_SHAPES + LAND_SHAPES) & set(RED_SHAPES + YELLOW_SHAPES), "task shape groups overlap"
 assert set(WATER_SHAPES + LAND_SHAPES + RED_SHAPES + YELLOW_SHAPES) <= set(SHAPES)
 assert set(ATTRIBUTE_COLOURS) <= set(COLOURS)
+assert set(HABITATS) == set(WATER_SHAPES + LAND_SHAPES) and set(HABITATS.values()) == set(BACKGROUNDS)
+assert all(BACKGROUNDS[HABITATS[s]] == "water" for s in WATER_SHAPES), "a water shape's habitat must be water"
 
 
 

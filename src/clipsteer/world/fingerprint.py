@@ -16,12 +16,16 @@ from clipsteer.world.version import WORLD_VERSION
 
 FINGERPRINT_SEED = 424242
 FINGERPRINT_IMAGES = 96
+# Knobs added after world 1.0 at their "off" value draw nothing and render the same images: left out of the
+# hashed config then, so world-1.0 checkpoints (the shipped one) keep their fingerprint.
+ADDED_KNOBS_OFF: dict[str, float] = {"habitat_strength": 0.0, "p_caption_background_type": 0.0}
 
 
 def world_fingerprint(world_config: WorldConfig) -> str:
     batch = render_indices(lambda i: pretraining_scene(FINGERPRINT_SEED, i, world_config), range(FINGERPRINT_IMAGES), world_config)
     digest = hashlib.sha256(WORLD_VERSION.encode())
-    digest.update(repr(sorted(dataclasses.asdict(world_config).items())).encode())
+    knobs = {k: v for k, v in dataclasses.asdict(world_config).items() if ADDED_KNOBS_OFF.get(k, None) != v}
+    digest.update(repr(sorted(knobs.items())).encode())
     digest.update(batch.images.tobytes())
     digest.update(batch.patch_counts.tobytes())
     digest.update("\n".join(batch.captions).encode())
