@@ -8,6 +8,11 @@ and prints cos(shift, text), the share of the shift's squared norm along `text`,
 projection on `text` at its median reads the spurious value. Near 1 means the spurious attribute is a single
 text-nameable direction of the embedding, the case Orth-Proj was made for.
 
+It also prints Orth-Proj's test worst-group accuracy on the background task twice: with the family prompts
+(water, land: the `debias` control) and told the background types (sea, pond, grass, sand: the span of their
+three differences projected out), on a model whose captions name the types (a habitat world,
+`--world.p-caption-background-type`; others do not know the words).
+
     PYTHONPATH=src python benchmarks/orth_proj_alignment.py --max-images 1000
 """
 
@@ -20,10 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from clipsteer.experiments.configs import DebiasConfig
-from clipsteer.experiments.debias import GroupTask
+from clipsteer.experiments.debias import GroupTask, orth_proj
 from clipsteer.experiments.suppression import embed
 from clipsteer.models.backbone import Backbone
 from clipsteer.models.names import resolve_model
+from clipsteer.world.factors import BACKGROUND_NAMES
+from clipsteer.world.toy_clip import world_config_of
 
 
 def alignment(task: GroupTask, site: str) -> tuple[float, float, float]:
@@ -52,6 +59,11 @@ def main() -> None:
         cos, share, read = alignment(task, site)
         print(f"{name}: cos(image spurious shift, text direction) {cos:.3f}; share of the shift along it {share:.3f}; "
               f"spurious read off the text axis {read:.3f}")
+        if name == "background" and world_config_of(resolve_model(args.model)).p_caption_background_type > 0:
+            family_wga = orth_proj(task, site).report.wga
+            task.spurious_text = backbone.zero_shot_head(BACKGROUND_NAMES, ("a photo of a {}",)).cpu()  # [4, E]
+            print(f"background: Orth-Proj test WGA with the family prompts {family_wga:.3f}, "
+                  f"told the background types {orth_proj(task, site).report.wga:.3f}")
 
 
 if __name__ == "__main__":
