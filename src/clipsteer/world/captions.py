@@ -1,8 +1,9 @@
 """Template captions that mention only what is drawn, and the closed vocabulary they use.
 
 Object image: "[a photo of|a picture of|an image of] a [size] [colour] SHAPE [on the FAMILY|TYPE] [with the
-word|that says|labeled|with the text W]" (the background's TYPE, e.g. "sea", with `p_caption_background_type`). Text-only image: mostly captioned like an object ("a photo
-of a W"), otherwise "the word W", "a sign that says W", "text that says W on the FAMILY".
+word|that says|labeled|with the text W]" (the background's TYPE, e.g. "sea", with `p_caption_background_type`).
+Text-only image: mostly captioned like an object ("a photo of a W"), otherwise "the word W", "a sign that says
+W", "text that says W on the FAMILY".
 `caption` returns the text and the set of factors it mentions (a subset of MENTIONABLE).
 """
 

@@ -32,7 +32,7 @@ def pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 def background_for(shape: str | None, rng: np.random.Generator, world_config: WorldConfig) -> str:
     """Waterbirds-like: a water (land) shape is on water (land) with probability background_strength; on its
-    own family it is on its habitat with probability habitat_strength, else on a uniform type of the family."""
+    own family it is drawn as its habitat with probability habitat_strength, else as a uniform type of the family."""
     p_water = 0.5
     if shape in WATER_SHAPES:
         p_water = world_config.background_strength

@@ -45,7 +45,8 @@ assert not set(WATER_SHAPES + LAND_SHAPES) & set(RED_SHAPES + YELLOW_SHAPES), "t
 assert set(WATER_SHAPES + LAND_SHAPES + RED_SHAPES + YELLOW_SHAPES) <= set(SHAPES)
 assert set(ATTRIBUTE_COLOURS) <= set(COLOURS)
 assert set(HABITATS) == set(WATER_SHAPES + LAND_SHAPES) and set(HABITATS.values()) == set(BACKGROUNDS)
-assert all(BACKGROUNDS[HABITATS[s]] == "water" for s in WATER_SHAPES), "a water shape's habitat must be water"
+assert all(BACKGROUNDS[HABITATS[s]] == ("water" if s in WATER_SHAPES else "land") for s in HABITATS), \
+    "each shape's habitat must belong to its own family"
 
 
 
