@@ -143,7 +143,7 @@ def test_habitats_place_each_task_shape_on_its_own_background_type():
     others = [s.background for s in scenes if s.shape in ("circle", "heart")]
     assert abs(np.mean([b == "sea" for b in others]) - 0.25) < 0.05, "shapes without a habitat stay uniform"
     for s in scenes[:200]:
-        text, mentioned = caption(s, cfg)
+        text, _ = caption(s, cfg)
         if s.shape is not None:  # every object caption names the background, here by its type
             assert set(_words(text)) <= set(VOCABULARY) and text.split(" on the ")[1].split()[0] == s.background, text
 
