@@ -77,9 +77,9 @@ def test_thumbnails_are_refused_from_a_dataset_other_than_the_stores(tmp_path: P
     folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "a.png")
     with pytest.raises(ValueError, match="pass --dataset with the images the store was built from"):
-        open_store_dataset(str(folder), "0123456789abcdef", None, tmp_path / "store")
+        open_store_dataset(str(folder), "0123456789abcdef", None, tmp_path / "store", "clipsteer:toy_clip")
     with pytest.raises(FileNotFoundError, match="cannot open the images it was harvested from"):
-        open_store_dataset(str(tmp_path / "gone"), "0123456789abcdef", None, tmp_path / "store")
+        open_store_dataset(str(tmp_path / "gone"), "0123456789abcdef", None, tmp_path / "store", "clipsteer:toy_clip")
 
 
 def test_quality_from_the_card_pass_when_a_run_has_no_evaluation(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ def harvest(config: HarvestConfig) -> dict[str, Path]:
     if config.workers < 0:
         raise ConfigError(f"--workers must be ≥ 0, got {config.workers}")
     with process_group(config.device, config.dist.backend, config.dist.timeout_s) as rank:
-        dataset = open_dataset(config.dataset)
         backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
+        dataset = open_dataset(config.dataset, model_dir=backbone.model_dir)
         return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
                                images_per_batch=config.images_per_batch, shard_rows=config.shard_rows,
                                dtype=config.dtype, max_images=config.max_images, workers=config.workers,

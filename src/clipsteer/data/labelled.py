@@ -104,11 +104,11 @@ def index_of(values: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
     return names, np.array([lookup[v] for v in values], dtype=np.int64)
 
 
-def open_labelled(spec: str, split: str) -> NamedLabelledDataset:
-    """`open_dataset(spec, split)`, checked to be a labelled dataset with named label values."""
+def open_labelled(spec: str, split: str, *, model_dir: Path | None = None) -> NamedLabelledDataset:
+    """`open_dataset(spec, split, model_dir=model_dir)`, checked to be a labelled dataset with named label values."""
     from clipsteer.data.resolve import open_dataset
 
-    dataset = open_dataset(spec, split)
+    dataset = open_dataset(spec, split, model_dir=model_dir)
     if not isinstance(dataset, NamedLabelledDataset):
         raise ValueError(f"dataset {spec!r} has no named labels ({type(dataset).__name__}); expected a labelled "
                          "dataset such as waterbirds:ROOT, celeba:ROOT, csv:ROOT or world:background")

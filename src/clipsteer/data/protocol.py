@@ -17,6 +17,7 @@ Kept free of torch and transformers so that readers import instantly.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +40,16 @@ class ImageDataset(Protocol):
 
     def fingerprint(self) -> str:
         """A short string identifying the contents and order of the dataset."""
+        ...
+
+
+@runtime_checkable
+class ModelMatched(Protocol):
+    """A dataset whose images depend on the model they feed: the synthetic world renders the world a toy CLIP
+    was trained on (its `world.json`), so that a model trained on a changed world is not measured on another."""
+
+    def for_model(self, model_dir: Path) -> ImageDataset:
+        """This dataset as seen by the checkpoint in `model_dir` (itself when the model says nothing)."""
         ...
 
 

@@ -10,7 +10,8 @@ Sources register a prefix either in code (`register_dataset_source("mine", opene
 installed package, through the entry-point group `clipsteer.datasets` (name = prefix, value =
 "module:opener"); clipsteer's own synthetic world registers `world` that way, so this generic layer
 never imports it. An opener is called as `opener(rest, split)`; `split` is None when the caller did
-not name one (a source whose data comes in splits then says which exist).
+not name one (a source whose data comes in splits then says which exist). A command that runs a model
+passes its checkpoint folder (`model_dir`): a `ModelMatched` dataset then renders itself for that model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from clipsteer.data.folder import ImageFolder
-from clipsteer.data.protocol import ImageDataset
+from clipsteer.data.protocol import ImageDataset, ModelMatched
 
 ENTRY_POINT_GROUP = "clipsteer.datasets"
 Opener = Callable[[str, "str | None"], ImageDataset]
@@ -59,9 +60,16 @@ def dataset_sources() -> dict[str, Opener]:
     return {name: _lazy(target) for name, target in _BUILTIN.items()} | installed | _REGISTERED
 
 
-def open_dataset(spec: str | Path, split: str | None = None) -> ImageDataset:
-    """Open the dataset named by `spec` (see module docstring); errors name the spec and the choices."""
-    text = str(spec)
+def open_dataset(spec: str | Path, split: str | None = None, *, model_dir: Path | None = None) -> ImageDataset:
+    """Open the dataset named by `spec` (see module docstring), matched to the model in `model_dir` when given;
+    errors name the spec and the choices."""
+    dataset = _open(str(spec), split)
+    if model_dir is not None and isinstance(dataset, ModelMatched):
+        return dataset.for_model(Path(model_dir))
+    return dataset
+
+
+def _open(text: str, split: str | None) -> ImageDataset:
     prefix, colon, rest = text.partition(":")
     if colon and prefix.isidentifier() and len(prefix) > 1:  # a one-letter prefix is a Windows drive
         sources = dataset_sources()

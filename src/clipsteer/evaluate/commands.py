@@ -205,10 +205,11 @@ def _evaluate(config: EvalConfig, sae: SparseAutoencoder, run_config: dict) -> E
     if sae.d_in != backbone.d_model:
         raise ValueError(f"SAE {config.sae} reads d_in = {sae.d_in}, but {backbone.name} has d_model = "
                          f"{backbone.d_model} at {site}")
-    dataset = open_dataset(config.dataset)
+    dataset = open_dataset(config.dataset, model_dir=backbone.model_dir)
     reconstruction, histogram, factors = reconstruction_pass(backbone, sae, site, dataset, config.n_images,
                                                              config.n_patch_images, config.images_per_batch)
-    downstream_data = open_dataset(config.downstream_dataset) if config.downstream_dataset else dataset
+    downstream_data = (open_dataset(config.downstream_dataset, model_dir=backbone.model_dir)
+                       if config.downstream_dataset else dataset)
     downstream = downstream_pass(backbone, sae, site, downstream_data, config.n_downstream_images, config.classes,
                                  config.templates, config.images_per_batch)
     return EvalResult(sae=str(config.sae), site=site, model=model, dataset=config.dataset,

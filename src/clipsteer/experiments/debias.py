@@ -83,7 +83,8 @@ class GroupTask(TaskBase):
 
     def __init__(self, backbone: Backbone, config: DebiasConfig):
         super().__init__(backbone, config, config.max_avg_drop)
-        self.splits = {role: self._split(open_labelled(config.dataset, name)) for role, name in self.split_names.items()}
+        self.splits = {role: self._split(open_labelled(config.dataset, name, model_dir=backbone.model_dir))
+                       for role, name in self.split_names.items()}
         reference = self.splits["select"].dataset
         self.group_names = group_labels(reference)[1]
         counts = np.bincount(self.splits["select"].group, minlength=len(self.group_names)).astype(float)

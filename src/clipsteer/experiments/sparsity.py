@@ -79,12 +79,12 @@ class SparsityStudyResult(ResultFile):
     config: dict
 
 
-def read_captions(spec: str, n: int) -> list[str]:
+def read_captions(spec: str, n: int, model_dir: Path | None = None) -> list[str]:
     path = Path(spec)
     if path.is_file():
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
-        dataset = open_dataset(spec)
+        dataset = open_dataset(spec, model_dir=model_dir)
         if not isinstance(dataset, Captioned):
             raise ConfigError(f"--captions {spec!r}: neither a text file nor a dataset with captions")
         lines = dataset.captions(0, min(n, len(dataset)))  # type: ignore[arg-type]
@@ -155,12 +155,12 @@ def sparsity_study(config: SparsityStudyConfig) -> SparsityStudyResult:
     trainer = own(config.trainer, COMMAND, "trainer", device=config.device, seed=config.seed)
     torch.manual_seed(config.seed)
     backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
-    captions = read_captions(config.captions, config.n_captions)  # fail on a bad spec before any training
+    captions = read_captions(config.captions, config.n_captions, backbone.model_dir)  # fail on a bad spec before any training
     out = Path(config.out)
     rows: list[SparsityRow] = []
     with folder_lock(out, COMMAND):
         n_train_images = int(config.n_images * (1 - config.held_out_fraction))
-        vision = vision_tokens(backbone, open_dataset(config.images), config.n_images)
+        vision = vision_tokens(backbone, open_dataset(config.images, model_dir=backbone.model_dir), config.n_images)
         for layer, acts in vision.items():  # acts [n, T, d]; token 0 is CLS
             sae = train_relu_sae(acts[:n_train_images].reshape(-1, acts.shape[-1]), config, trainer,
                                  f"vision_layer{layer}", out)

@@ -60,15 +60,16 @@ from clipsteer.models.backbone import Backbone, SiteFn, TokenSelection
 from clipsteer.steer.dictionary import LinearDictionary
 
 
-def paired_split(spec: str, split: str, image_size: int, seed: int) -> dict[str, NamedLabelledDataset]:
-    """{variant: dataset} for clean / attacked / blank, index-aligned."""
+def paired_split(spec: str, split: str, image_size: int, seed: int, model_dir: Path | None = None
+                 ) -> dict[str, NamedLabelledDataset]:
+    """{variant: dataset} for clean / attacked / blank, index-aligned (matched to the model in `model_dir`)."""
     prefix, _, body = spec.partition(":")
     if prefix == "world":
         head, sep, count = body.partition(":")
         if head != "typographic":
             raise ValueError(f"typographic-defense on the world needs world:typographic[:N], got {spec!r}")
-        return {v: open_labelled(f"world:typographic/{v}{sep}{count}", split) for v in VARIANTS}
-    base = open_labelled(spec, split)
+        return {v: open_labelled(f"world:typographic/{v}{sep}{count}", split, model_dir=model_dir) for v in VARIANTS}
+    base = open_labelled(spec, split, model_dir=model_dir)
     return {v: RenderedAttacks(base, image_size, v, seed) for v in VARIANTS}  # type: ignore[arg-type]
 
 
@@ -90,7 +91,8 @@ class TypographicTask(TaskBase):
 
     def __init__(self, backbone: Backbone, config: TypographicDefenseConfig):
         super().__init__(backbone, config, config.max_clean_drop)
-        self.splits = {role: self._split(paired_split(config.dataset, name, backbone.image_size, config.attack_seed),
+        self.splits = {role: self._split(paired_split(config.dataset, name, backbone.image_size, config.attack_seed,
+                                                      backbone.model_dir),
                                          with_mask=role == "select")
                        for role, name in self.split_names.items()}
         attacked = self.splits["select"].variants["attacked"]

@@ -45,12 +45,13 @@ class Backbone:
 
     def __init__(self, model: CLIPModel | CLIPVisionModelWithProjection | CLIPVisionModel,
                  tokenizer: PreTrainedTokenizerBase | None,
-                 preprocess: Preprocess, name: str = "clip", revision: str = "unknown"):
+                 preprocess: Preprocess, name: str = "clip", revision: str = "unknown", model_dir: Path | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
         self.name = name
         self.revision = revision
+        self.model_dir = model_dir  # the checkpoint folder (None: built in memory); datasets match themselves to it
         self.vision = getattr(model, "vision_model", model)  # transformers 5: CLIPVisionModel is the tower itself
         self.blocks: nn.ModuleList = self.vision.encoder.layers
         vision_config = self.vision.config
@@ -68,7 +69,7 @@ class Backbone:
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, revision: str | None = None) -> Backbone:
         loaded = load_clip(name_or_path, device=device, dtype=dtype, revision=revision)
-        return cls(loaded.model, loaded.tokenizer, loaded.preprocess, loaded.name, loaded.revision)
+        return cls(loaded.model, loaded.tokenizer, loaded.preprocess, loaded.name, loaded.revision, loaded.folder)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write a Hugging Face folder (weights, tokenizer, preprocessor_config.json) that from_pretrained reads."""

@@ -58,6 +58,7 @@ class LoadedCLIP:
     preprocess: Preprocess
     name: str
     revision: str
+    folder: Path
 
 
 def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
@@ -183,7 +184,8 @@ def load_clip(name_or_path: str | Path, device: str | torch.device = "cpu", dtyp
     processor_file = folder / "preprocessor_config.json"
     preprocess = (Preprocess.from_hf_file(processor_file, image_size) if processor_file.is_file()
                   else Preprocess.for_image_size(image_size))
-    return LoadedCLIP(model, tokenizer, preprocess, name=str(name_or_path), revision=checkpoint_fingerprint(folder))
+    return LoadedCLIP(model, tokenizer, preprocess, name=str(name_or_path), revision=checkpoint_fingerprint(folder),
+                      folder=folder)
 
 
 def _load_open_clip(folder: Path, name: str | Path, device: str | torch.device, dtype: torch.dtype) -> LoadedCLIP:
@@ -205,4 +207,4 @@ def _load_open_clip(folder: Path, name: str | Path, device: str | torch.device, 
     has_tokenizer = isinstance(converted.model, CLIPModel) and any((folder / f).is_file() for f in TOKENIZER_FILES)
     tokenizer = AutoTokenizer.from_pretrained(folder) if has_tokenizer else None
     return LoadedCLIP(converted.model.to(device), tokenizer, converted.preprocess, name=str(name),
-                      revision=checkpoint_fingerprint(folder))
+                      revision=checkpoint_fingerprint(folder), folder=folder)

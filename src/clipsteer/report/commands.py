@@ -107,13 +107,20 @@ def annotate(card: FeatureCard, entry: SAEEntry, quality: Quality | None) -> Fea
     return dataclasses.replace(card, factor_aurocs=factors, concept_matches_factor=matched, **extra)
 
 
-def open_store_dataset(spec_dataset: str, fingerprint: str, override: str | None, store_dir: Path) -> ImageDataset:
-    """The store's images; refuses a dataset whose fingerprint differs (thumbnails would show other images)."""
+def open_store_dataset(spec_dataset: str, fingerprint: str, override: str | None, store_dir: Path,
+                       model: str) -> ImageDataset:
+    """The store's images, matched to the model that was harvested (as `harvest` opened them); refuses a dataset
+    whose fingerprint differs (thumbnails would show other images)."""
     from clipsteer.data.resolve import open_dataset
+    from clipsteer.models.loading import CheckpointError, resolve_checkpoint_dir
 
     name = override or spec_dataset
     try:
-        dataset = open_dataset(name)
+        model_dir = resolve_checkpoint_dir(model)
+    except (CheckpointError, OSError):
+        model_dir = None  # a model out of reach: the images as named; the fingerprint check below still guards
+    try:
+        dataset = open_dataset(name, model_dir=model_dir)
     except (FileNotFoundError, ValueError) as err:
         raise FileNotFoundError(f"{store_dir}: cannot open the images it was harvested from ({err}); pass "
                                 f"--dataset with their location") from err
@@ -151,7 +158,7 @@ def probe_steering(entry: SAEEntry, backbone: Backbone, sae: SparseAutoencoder, 
     assert steering is not None
     words = read_vocabulary_file(steering.vocabulary).concepts
     text = text_embeddings(backbone, words, cache_dir=steering.directory / "cache")
-    image = open_dataset(steering.images).load(0)
+    image = open_dataset(steering.images, model_dir=backbone.model_dir).load(0)
     probe = ProbeSteering(backbone, sae, entry.site, backbone.pixels([image]), words, text, steering.alpha,
                           steering.tokens, steering.temperature)
     return probe, assets.write(f"img/{slug}/probe.png", png_bytes(square_thumbnail(image, side)))
@@ -177,9 +184,9 @@ def build_section(entry: SAEEntry, label: str, slug: str, required: list[int], c
                               config.progress)
     quality = entry.quality or quality_from_pass(card_pass, entry.store_dir)
     spec = loader.store.meta.spec
-    dataset = open_store_dataset(spec.dataset, spec.dataset_fingerprint, config.dataset, entry.store_dir)
-    probe, probe_src, notes = None, None, []
     model = config.model or spec.model_name
+    dataset = open_store_dataset(spec.dataset, spec.dataset_fingerprint, config.dataset, entry.store_dir, model)
+    probe, probe_src, notes = None, None, []
     if config.steering_examples and entry.steering is not None:
         if model not in backbones:
             backbones[model] = Backbone.from_pretrained(model, device=config.device)

@@ -129,7 +129,7 @@ def _steerability(config: SteerabilityConfig, folder: RunFolder, run_config: dic
     if parsed.tower != "vision":
         raise ConfigError(f"steerability steers the vision tower; {parsed.name!r} is a text-tower site")
     site = parsed.name
-    images = open_dataset(config.images)
+    images = open_dataset(config.images, model_dir=backbone.model_dir)
     vocabulary = open_vocabulary(config.vocabulary, backbone, images, config.vocab_size, config.images)
     constants = steering_constants(backbone.d_model, backbone.logit_scale, config.alpha, config.relative_alpha,
                                    config.temperature)
@@ -143,7 +143,7 @@ def _steerability(config: SteerabilityConfig, folder: RunFolder, run_config: dic
           f"τ = {constants.temperature:.4g} (logit scale {constants.logit_scale:.4g}), |V| = {len(vocabulary)} "
           f"({vocabulary.source}), N = {config.n_images}")
 
-    matcher = ConceptMatcher.create(config, vocabulary, site)
+    matcher = ConceptMatcher.create(config, vocabulary, site, backbone.model_dir)
     bases: dict[str, BasisSummary] = {}
     alpha_sweep: dict[str, dict[str, float]] = {}
     units: dict[str, tuple[UnitMatch, ...]] = {}
@@ -235,10 +235,11 @@ class ConceptMatcher:
     """Per model (name and revision): the labelled images' site activations, read once."""
 
     @classmethod
-    def create(cls, config: SteerabilityConfig, vocabulary: ConceptVocabulary, site: str) -> ConceptMatcher | None:
+    def create(cls, config: SteerabilityConfig, vocabulary: ConceptVocabulary, site: str,
+               model_dir: Path | None = None) -> ConceptMatcher | None:
         if vocabulary.factors is None:
             return None
-        dataset = open_dataset(config.match_images)
+        dataset = open_dataset(config.match_images, model_dir=model_dir)
         if not isinstance(dataset, ConceptAnnotated):
             print(f"[steerability] concept match skipped: {config.match_images!r} has no concept labels")
             return None

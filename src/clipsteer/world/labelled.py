@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -55,6 +56,10 @@ class WorldLabelled:
 
     def fingerprint(self) -> str:
         return self.images.fingerprint()
+
+    def for_model(self, model_dir: Path) -> WorldLabelled:
+        """`ModelMatched`: the same task rendered in the model's world (`WorldDataset.for_model`)."""
+        return dataclasses.replace(self, images=self.images.for_model(model_dir))
 
     @property
     def class_names(self) -> tuple[str, ...]:
