@@ -50,3 +50,20 @@ def test_a_loaded_backbone_knows_its_checkpoint_folder(name):
 def test_world_dataset_for_model_keeps_task_split_and_size():
     ds = WorldDataset(task="zero_shot", split="val", n=10).for_model(HABITAT)
     assert (ds.task, ds.split, ds.n) == ("zero_shot", "val", 10)
+
+
+@pytest.mark.parametrize("match", [True, False])
+def test_harvest_renders_the_models_world_unless_told_not_to_and_report_finds_the_images(tmp_path, match):
+    from clipsteer.activations.configs import HarvestConfig
+    from clipsteer.activations.harvest import harvest
+    from clipsteer.activations.store import ActivationStore
+    from clipsteer.report.commands import open_store_dataset
+
+    stores = harvest(HarvestConfig(sites=("blocks.0.resid_post",), out=tmp_path, model="clipsteer:toy_clip_habitat",
+                                   dataset="world:train:4", match_dataset_to_model=match, workers=0))
+    spec = ActivationStore.open(stores["blocks.0.resid_post"]).meta.spec
+    matched = open_dataset("world:train:4", model_dir=HABITAT)
+    expected = matched if match else open_dataset("world:train:4")
+    assert spec.dataset_fingerprint == expected.fingerprint()
+    found = open_store_dataset(spec.dataset, spec.dataset_fingerprint, None, tmp_path, spec.model_name)
+    assert found.fingerprint() == spec.dataset_fingerprint

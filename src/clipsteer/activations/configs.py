@@ -27,6 +27,9 @@ class HarvestConfig:
     """A CLIP checkpoint folder or hub id (default: the toy CLIP shipped with clipsteer)."""
     dataset: str = "world:train"
     """An image folder path, or a registered source such as world:<split> (the synthetic world)."""
+    match_dataset_to_model: bool = True
+    """Open the dataset as the model sees it (`ModelMatched`: world: specs render the toy CLIP's own world);
+    False opens it as named (the default world), e.g. to train SAEs on images the model was not trained on."""
     tokens: TokenSelection = "all"
     """Which tokens to store: all (CLS + patches), cls, or patches. Loaders can select from an all-token store."""
     images_per_batch: int = 64

@@ -56,7 +56,7 @@ def harvest(config: HarvestConfig) -> dict[str, Path]:
         raise ConfigError(f"--workers must be ≥ 0, got {config.workers}")
     with process_group(config.device, config.dist.backend, config.dist.timeout_s) as rank:
         backbone = Backbone.from_pretrained(resolve_model(config.model), device=config.device)
-        dataset = open_dataset(config.dataset, model_dir=backbone.model_dir)
+        dataset = open_dataset(config.dataset, model_dir=backbone.model_dir if config.match_dataset_to_model else None)
         return harvest_dataset(backbone, dataset, config.sites, config.out, tokens=config.tokens,
                                images_per_batch=config.images_per_batch, shard_rows=config.shard_rows,
                                dtype=config.dtype, max_images=config.max_images, workers=config.workers,

@@ -109,7 +109,7 @@ def annotate(card: FeatureCard, entry: SAEEntry, quality: Quality | None) -> Fea
 
 def open_store_dataset(spec_dataset: str, fingerprint: str, override: str | None, store_dir: Path,
                        model: str) -> ImageDataset:
-    """The store's images, matched to the model that was harvested (as `harvest` opened them); refuses a dataset
+    """The store's images, as `harvest` opened them (matched to the store's model, or as named); refuses a dataset
     whose fingerprint differs (thumbnails would show other images)."""
     from clipsteer.data.resolve import open_dataset
     from clipsteer.models.loading import CheckpointError, resolve_checkpoint_dir
@@ -121,6 +121,8 @@ def open_store_dataset(spec_dataset: str, fingerprint: str, override: str | None
         model_dir = None  # a model out of reach: the images as named; the fingerprint check below still guards
     try:
         dataset = open_dataset(name, model_dir=model_dir)
+        if dataset.fingerprint() != fingerprint:  # harvested with --no-match-dataset-to-model
+            dataset = open_dataset(name)
     except (FileNotFoundError, ValueError) as err:
         raise FileNotFoundError(f"{store_dir}: cannot open the images it was harvested from ({err}); pass "
                                 f"--dataset with their location") from err
