@@ -28,7 +28,6 @@ from clipsteer.experiments.configs import DebiasConfig
 from clipsteer.experiments.debias import GroupTask, orth_proj
 from clipsteer.experiments.suppression import embed
 from clipsteer.models.backbone import Backbone
-from clipsteer.models.loading import resolve_checkpoint_dir
 from clipsteer.models.names import resolve_model
 from clipsteer.world.factors import BACKGROUND_NAMES
 from clipsteer.world.toy_clip import world_config_of
@@ -60,7 +59,7 @@ def main() -> None:
         cos, share, read = alignment(task, site)
         print(f"{name}: cos(image spurious shift, text direction) {cos:.3f}; share of the shift along it {share:.3f}; "
               f"spurious read off the text axis {read:.3f}")
-        if name == "background" and world_config_of(resolve_checkpoint_dir(resolve_model(args.model))).p_caption_background_type > 0:
+        if name == "background" and world_config_of(backbone.model_dir).p_caption_background_type > 0:
             family_wga = orth_proj(task, site).report.wga
             task.spurious_text = backbone.zero_shot_head(BACKGROUND_NAMES, ("a photo of a {}",)).cpu()  # [4, E]
             print(f"background: Orth-Proj test WGA with the family prompts {family_wga:.3f}, "

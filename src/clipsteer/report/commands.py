@@ -109,23 +109,25 @@ def annotate(card: FeatureCard, entry: SAEEntry, quality: Quality | None) -> Fea
 
 def open_store_dataset(spec_dataset: str, fingerprint: str, override: str | None, store_dir: Path,
                        model: str) -> ImageDataset:
-    """The store's images, as `harvest` opened them (matched to the store's model, or as named); refuses a dataset
-    whose fingerprint differs (thumbnails would show other images)."""
+    """The store's images as `harvest` opened them: matched to the store's model (`ModelMatched`, the default) or
+    as named (`--no-match-dataset-to-model`), whichever has the store's fingerprint; refuses a dataset whose
+    fingerprint differs (thumbnails would show other images)."""
+    from clipsteer.data.protocol import ModelMatched
     from clipsteer.data.resolve import open_dataset
     from clipsteer.models.loading import CheckpointError, resolve_checkpoint_dir
 
     name = override or spec_dataset
     try:
-        model_dir = resolve_checkpoint_dir(model)
-    except (CheckpointError, OSError):
-        model_dir = None  # a model out of reach: the images as named; the fingerprint check below still guards
-    try:
-        dataset = open_dataset(name, model_dir=model_dir)
-        if dataset.fingerprint() != fingerprint:  # harvested with --no-match-dataset-to-model
-            dataset = open_dataset(name)
+        dataset = open_dataset(name)
     except (FileNotFoundError, ValueError) as err:
         raise FileNotFoundError(f"{store_dir}: cannot open the images it was harvested from ({err}); pass "
                                 f"--dataset with their location") from err
+    if isinstance(dataset, ModelMatched) and dataset.fingerprint() != fingerprint:
+        try:
+            matched = dataset.for_model(resolve_checkpoint_dir(model))
+        except (CheckpointError, OSError):
+            matched = dataset  # the model is out of reach: the check below refuses the images as named
+        dataset = matched if matched.fingerprint() == fingerprint else dataset
     if dataset.fingerprint() != fingerprint:
         raise ValueError(f"{store_dir} was harvested from a dataset with fingerprint {fingerprint}, but {name!r} "
                          f"has {dataset.fingerprint()}; pass --dataset with the images the store was built from")
